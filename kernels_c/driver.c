@@ -1,0 +1,148 @@
+/* driver.c - the framework around the kernels: sizes, packing, the threaded driver and the
+ * timing loop.  Kernels only compute row tiles; everything about threads lives here. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "registry.h"
+
+static const ryz_format *format_of(const ryz_kernel_entry *k) { return &ryz_formats[k->format]; }
+
+static void padded_dims(const ryz_kernel_entry *k, int64_t M, int64_t K, int64_t *Mp, int64_t *Kp) {
+    *Mp = ryz_round_up(M, format_of(k)->row_tile);
+    *Kp = ryz_round_up(K, format_of(k)->k_align);
+}
+
+long long ryz_packed_bytes(int kernel, long long M, long long K) {
+    const ryz_kernel_entry *k = ryz_kernel_get(kernel);
+    if (!k) return RYZ_EKERNEL;
+    if (M < 1 || K < 1) return RYZ_EARG;
+    int64_t Mp, Kp;
+    padded_dims(k, M, K, &Mp, &Kp);
+    return (long long)(Mp * Kp * (int64_t)format_of(k)->bits / 8);
+}
+
+int ryz_pack(int kernel, const signed char *w, long long M, long long K,
+             unsigned char *out, long long out_bytes) {
+    const ryz_kernel_entry *k = ryz_kernel_get(kernel);
+    if (!k) return RYZ_EKERNEL;
+    if (!w || !out || M < 1 || K < 1) return RYZ_EARG;
+    if (out_bytes < ryz_packed_bytes(kernel, M, K)) return RYZ_EWS;
+    for (int64_t i = 0; i < (int64_t)M * K; i++)
+        if (w[i] < -1 || w[i] > 1) return RYZ_EVALUE;
+    int64_t Mp, Kp;
+    padded_dims(k, M, K, &Mp, &Kp);
+    format_of(k)->pack((const int8_t *)w, M, K, Mp, Kp, out);
+    return RYZ_OK;
+}
+
+/* 64 bytes of slack let the driver align the caller's buffer to a cache line. */
+long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K) {
+    const ryz_kernel_entry *k = ryz_kernel_get(kernel);
+    if (!k) return RYZ_EKERNEL;
+    if (M < 1 || N < 1 || K < 1) return RYZ_EARG;
+    int64_t Mp, Kp;
+    padded_dims(k, M, K, &Mp, &Kp);
+    return (long long)(N * k->ws_stride(Kp) + 64);
+}
+
+/* One product with the given schedule.  Returns RYZ_ENOMEM only for the guide's critical
+ * variant, whose private row buffers are allocated per call as the guide does. */
+static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads, int schedule) {
+    const int64_t rt = format_of(k)->row_tile, tiles = a->Mp / rt;
+    if (schedule == RYZ_SCHED_BLOCKS && threads == 1) {
+        if (k->prep) k->prep(a, 0, a->N);
+        k->run(a, 0, tiles, y, a->M, 0);
+        return RYZ_OK;
+    }
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        if (k->prep) {
+            int64_t n0 = a->N * t / T, n1 = a->N * (t + 1) / T;
+            if (n1 > n0) k->prep(a, n0, n1);
+        }
+        #pragma omp barrier
+        if (schedule == RYZ_SCHED_BLOCKS) {
+            k->run(a, tiles * t / T, tiles * (t + 1) / T, y, a->M, 0);
+        } else if (schedule == RYZ_SCHED_DYNAMIC1) {
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t i = 0; i < tiles; i++) k->run(a, i, i + 1, y, a->M, 0);
+        } else {
+            int64_t grain = tiles / (4 * (int64_t)T);
+            if (grain < 1) grain = 1;
+            int32_t *rows = malloc((size_t)(a->N * rt) * sizeof *rows);
+            if (!rows) {
+                #pragma omp atomic write
+                failed = 1;
+            }
+            #pragma omp for schedule(dynamic, grain)
+            for (int64_t i = 0; i < tiles; i++) {
+                if (!rows) continue;
+                k->run(a, i, i + 1, rows, rt, i * rt);
+                #pragma omp critical(ryz_guide_output)
+                for (int64_t n = 0; n < a->N; n++)
+                    ryz_store_rows(rows + n * rt, rt, i * rt, a->M, y, a->M, n, 0);
+            }
+            free(rows);
+        }
+    }
+    return failed ? RYZ_ENOMEM : RYZ_OK;
+}
+
+static int setup(int kernel, const unsigned char *packed, long long M, long long K,
+                 const signed char *x, long long N, int *y, unsigned char *ws, long long ws_bytes,
+                 int threads, int schedule, const ryz_kernel_entry **kout, ryz_args *a) {
+    const ryz_kernel_entry *k = ryz_kernel_get(kernel);
+    if (!k) return RYZ_EKERNEL;
+    if (!ryz_kernel_supported(kernel)) return RYZ_ECPU;
+    if (!packed || !x || !y || M < 1 || K < 1 || N < 1 || threads < 1) return RYZ_EARG;
+    if (schedule < RYZ_SCHED_BLOCKS || schedule > RYZ_SCHED_CRITICAL) return RYZ_ESCHEDULE;
+    int64_t need = ryz_workspace_bytes(kernel, M, N, K);
+    if (need > 64 && (!ws || ws_bytes < need)) return RYZ_EWS;
+    int64_t Mp, Kp;
+    padded_dims(k, M, K, &Mp, &Kp);
+    uintptr_t aligned = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
+    *a = (ryz_args){packed, M, K, Mp, Kp, N, (const int8_t *)x, (uint8_t *)aligned, k->ws_stride(Kp)};
+    *kout = k;
+    return RYZ_OK;
+}
+
+int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
+             const signed char *x, long long N, int *y,
+             unsigned char *ws, long long ws_bytes, int threads, int schedule) {
+    const ryz_kernel_entry *k;
+    ryz_args a;
+    int rc = setup(kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    return rc ? rc : gemm_once(k, &a, (int32_t *)y, threads, schedule);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The timing loop: iters products, cycling through nbufs copies of the packed weights so that
+ * their total can exceed the last-level cache (cold weights, as in decode). */
+int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
+              long long M, long long K, const signed char *x, long long N, int *y,
+              unsigned char *ws, long long ws_bytes, int threads, int schedule,
+              long long iters, double *seconds) {
+    const ryz_kernel_entry *k;
+    ryz_args a;
+    if (!packed || nbufs < 1 || iters < 1 || !seconds) return RYZ_EARG;
+    for (int i = 0; i < nbufs; i++)
+        if (!packed[i]) return RYZ_EARG;
+    int rc = setup(kernel, packed[0], M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    if (rc) return rc;
+    double t0 = now_seconds();
+    for (long long i = 0; i < iters && !rc; i++) {
+        a.w = packed[i % nbufs];
+        rc = gemm_once(k, &a, (int32_t *)y, threads, schedule);
+    }
+    *seconds = now_seconds() - t0;
+    return rc;
+}

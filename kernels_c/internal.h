@@ -1,0 +1,99 @@
+/* internal.h - what kernels, packers and the driver share.  Not part of the ABI. */
+#ifndef RYZ_INTERNAL_H
+#define RYZ_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    RYZ_OK = 0,
+    RYZ_EARG = -1,        /* a size or pointer argument is invalid */
+    RYZ_ECPU = -2,        /* the CPU (or the feature mask) lacks what the kernel needs */
+    RYZ_EWS = -3,         /* workspace or output buffer too small */
+    RYZ_EVALUE = -4,      /* a weight outside {-1, 0, 1} */
+    RYZ_EKERNEL = -5,     /* no kernel with that index */
+    RYZ_ESCHEDULE = -6,   /* unknown schedule */
+    RYZ_ENOMEM = -7,
+};
+
+/* CPU feature bits (ryz_cpu_features).  Names in cpu.c. */
+enum {
+    RYZ_F_AVX2 = 1u << 0,
+    RYZ_F_FMA = 1u << 1,
+    RYZ_F_AVX512F = 1u << 2,
+    RYZ_F_AVX512BW = 1u << 3,
+    RYZ_F_AVX512VL = 1u << 4,
+    RYZ_F_AVX512DQ = 1u << 5,
+    RYZ_F_AVX512VNNI = 1u << 6,
+    RYZ_F_AVX512VBMI = 1u << 7,
+};
+#define RYZ_F_AVX512_BASE (RYZ_F_AVX512F | RYZ_F_AVX512BW | RYZ_F_AVX512VL | RYZ_F_AVX512DQ)
+
+/* Threading schedules of ryz_gemm.  Only RYZ_SCHED_BLOCKS is ours; the other two reproduce
+ * the fix guide (priority 3) as measured "before" baselines. */
+enum {
+    RYZ_SCHED_BLOCKS = 0,     /* one contiguous block of row tiles per thread, no locks */
+    RYZ_SCHED_DYNAMIC1 = 1,   /* guide's original: schedule(dynamic, 1) over row tiles */
+    RYZ_SCHED_CRITICAL = 2,   /* guide's fix: dynamic grain M/(4T), private rows, critical write */
+};
+
+/* One call of a kernel.  x is the caller's N x K int8 activations; ws holds what the
+ * kernel's prep made of them, token n at ws + n * ws_stride. */
+typedef struct ryz_args {
+    const uint8_t *w;
+    int64_t M, K, Mp, Kp, N;
+    const int8_t *x;
+    uint8_t *ws;
+    int64_t ws_stride;
+} ryz_args;
+
+/* Prepare tokens [n0, n1) of the activations into the workspace. */
+typedef void (*ryz_prep_fn)(const ryz_args *a, int64_t n0, int64_t n1);
+
+/* Compute row tiles [t0, t1) for all N tokens: y[n * ldy + (m - m_base)] for every real row m
+ * (m < M) of those tiles.  Padding rows are never written. */
+typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
+                           int32_t *y, int64_t ldy, int64_t m_base);
+
+static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+/* Activation-side preparations (prep.c) and their per-token workspace sizes. */
+void ryz_prep_lut_tables(const ryz_args *a, int64_t n0, int64_t n1);
+void ryz_prep_mad_acts(const ryz_args *a, int64_t n0, int64_t n1);
+int64_t ryz_ws_stride_none(int64_t Kp);
+int64_t ryz_ws_stride_lut_tables(int64_t Kp);
+int64_t ryz_ws_stride_mad_acts(int64_t Kp);
+#define ryz_prep_none NULL
+
+/* LUT tables of one token: Kp/2 pair tables of 16 entries, entry c0 | c1 << 2 holding
+ * s = (c0-1)*x[2g] + (c1-1)*x[2g+1] in [-256, 256], split into an unsigned low byte plane
+ * and a signed high byte plane (s = lo + 256 * hi, hi in {-1, 0, 1}): exact for every int8. */
+static inline const uint8_t *ryz_lut_lo(const ryz_args *a, int64_t n) { return a->ws + n * a->ws_stride; }
+static inline const uint8_t *ryz_lut_hi(const ryz_args *a, int64_t n) { return a->ws + n * a->ws_stride + 8 * a->Kp; }
+
+/* MAD activations of one token: Kp int8 (zero padded, 64-byte aligned) then int32 sum(x). */
+static inline const int8_t *ryz_mad_x(const ryz_args *a, int64_t n) { return (const int8_t *)(a->ws + n * a->ws_stride); }
+static inline int32_t ryz_mad_xsum(const ryz_args *a, int64_t n) {
+    return *(const int32_t *)(a->ws + n * a->ws_stride + a->Kp);
+}
+
+/* Kernel entry points, one per kernels.def line. */
+#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank) \
+    void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base);
+#include "kernels.def"
+#undef RYZ_KERNEL
+
+/* Packers, one per formats.def line: dense int8 M x K (values already checked) -> out. */
+#define RYZ_FORMAT(name, bits, row_tile, k_align) \
+    void ryz_pack_##name(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out);
+#include "formats.def"
+#undef RYZ_FORMAT
+
+/* Copy a tile's results (rows m0 .. m0+rows-1, clipped to M) for token n to y. */
+static inline void ryz_store_rows(const int32_t *tile, int64_t rows, int64_t m0, int64_t M,
+                                  int32_t *y, int64_t ldy, int64_t n, int64_t m_base) {
+    int64_t valid = M - m0 < rows ? M - m0 : rows;
+    for (int64_t r = 0; r < valid; r++) y[n * ldy + (m0 + r - m_base)] = tile[r];
+}
+
+#endif

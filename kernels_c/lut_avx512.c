@@ -1,0 +1,38 @@
+/* lut_avx512.c - LUT GEMM with vpermb (AVX-512 VBMI) and vpdpbusd as a 4-byte adder.
+ *
+ * Format i2_lut16x16: a 64-byte block holds 16 rows x 8 pairs; byte 4r + j carries pair
+ * 8u + j (low nibble) and 8u + 4 + j (high nibble) of row r.  Four consecutive pair tables
+ * are 64 contiguous bytes of a table plane, so index (j << 4) | code selects pair j's entry
+ * with one vpermb over a whole zmm.  The four looked-up bytes of a row are adjacent, so
+ * vpdpbusd against ones sums them straight into that row's int32 lane: unsigned low plane
+ * and signed high plane in two accumulators, s = lo + 256 * hi.  Exact for every int8. */
+#include <immintrin.h>
+
+#include "internal.h"
+
+void ryz_run_lut_avx512(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base) {
+    const int64_t blocks = a->Kp / 16;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    const __m512i pair_sel = _mm512_set1_epi32(0x30201000);  /* j << 4 in byte j of each row */
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *w = a->w + t * blocks * 64;
+        for (int64_t n = 0; n < a->N; n++) {
+            const uint8_t *lo = ryz_lut_lo(a, n), *hi = ryz_lut_hi(a, n);
+            __m512i acc_lo = _mm512_setzero_si512(), acc_hi = _mm512_setzero_si512();
+            for (int64_t u = 0; u < blocks; u++) {
+                const __m512i v = _mm512_loadu_si512(w + 64 * u);
+                /* 0xea: (a & b) | c */
+                const __m512i i0 = _mm512_ternarylogic_epi32(v, nib, pair_sel, 0xea);
+                const __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), nib, pair_sel, 0xea);
+                acc_lo = _mm512_dpbusd_epi32(acc_lo, _mm512_permutexvar_epi8(i0, _mm512_load_si512(lo + 128 * u)), ones);
+                acc_hi = _mm512_dpbusd_epi32(acc_hi, ones, _mm512_permutexvar_epi8(i0, _mm512_load_si512(hi + 128 * u)));
+                acc_lo = _mm512_dpbusd_epi32(acc_lo, _mm512_permutexvar_epi8(i1, _mm512_load_si512(lo + 128 * u + 64)), ones);
+                acc_hi = _mm512_dpbusd_epi32(acc_hi, ones, _mm512_permutexvar_epi8(i1, _mm512_load_si512(hi + 128 * u + 64)));
+            }
+            int32_t out[16];
+            _mm512_storeu_si512(out, _mm512_add_epi32(acc_lo, _mm512_slli_epi32(acc_hi, 8)));
+            ryz_store_rows(out, 16, t * 16, a->M, y, ldy, n, m_base);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/* mad_avx2.c - multiply-add GEMM on 2-bit codes with vpmaddubsw.
+ *
+ * Same format and identity as mad_avx512vnni.c (sum(c * x) - sum(x), c = w + 1).  Each
+ * 32-byte half of a 64-byte block gives 4 x 32 codes; vpmaddubsw forms pair sums in int16
+ * (|pair| <= 512, no saturation), the 8 products of a block are added in int16
+ * (|sum| <= 4096) and widened to int32 once per block with vpmaddwd. */
+#include <immintrin.h>
+
+#include "internal.h"
+
+#define ROWS 4
+
+static inline __m256i half_block(__m256i v, const int8_t *x, __m256i mask) {
+    __m256i s = _mm256_maddubs_epi16(_mm256_and_si256(v, mask), _mm256_load_si256((const __m256i *)x));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask),
+                                                  _mm256_load_si256((const __m256i *)(x + 64))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask),
+                                                  _mm256_load_si256((const __m256i *)(x + 128))));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask),
+                                                  _mm256_load_si256((const __m256i *)(x + 192))));
+    return s;
+}
+
+static inline int32_t hsum(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base) {
+    const int64_t row_bytes = a->Kp / 4, blocks = a->Kp / 256;
+    const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *w = a->w + t * ROWS * row_bytes;
+        for (int64_t n = 0; n < a->N; n++) {
+            const int8_t *x = ryz_mad_x(a, n);
+            __m256i acc[ROWS];
+            for (int r = 0; r < ROWS; r++) acc[r] = _mm256_setzero_si256();
+            for (int64_t kb = 0; kb < blocks; kb++) {
+                const int8_t *xb = x + 256 * kb;
+                for (int r = 0; r < ROWS; r++) {
+                    const uint8_t *wb = w + r * row_bytes + 64 * kb;
+                    __m256i s = half_block(_mm256_loadu_si256((const __m256i *)wb), xb, mask);
+                    s = _mm256_add_epi16(s, half_block(_mm256_loadu_si256((const __m256i *)(wb + 32)), xb + 32, mask));
+                    acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));
+                }
+            }
+            int32_t out[ROWS];
+            const int32_t xsum = ryz_mad_xsum(a, n);
+            for (int r = 0; r < ROWS; r++) out[r] = hsum(acc[r]) - xsum;
+            ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+/* pack.c - one packer per weight format (layouts described in formats.def).  Packing runs
+ * once, offline; it is never inside a timed region, so clarity wins over speed here. */
+#include <string.h>
+
+#include "internal.h"
+
+/* Code of weight (m, k): w + 1, and 1 (weight 0) for padding. */
+static inline uint8_t code(const int8_t *w, int64_t M, int64_t K, int64_t m, int64_t k) {
+    return m < M && k < K ? (uint8_t)(w[m * K + k] + 1) : 1;
+}
+
+/* 4-bit code of the weight pair (2p, 2p+1) of row m: the LUT index. */
+static inline uint8_t pair(const int8_t *w, int64_t M, int64_t K, int64_t m, int64_t p) {
+    return (uint8_t)(code(w, M, K, m, 2 * p) | code(w, M, K, m, 2 * p + 1) << 2);
+}
+
+void ryz_pack_i8_rows(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    (void)Mp, (void)Kp;
+    memcpy(out, w, (size_t)(M * K));
+}
+
+void ryz_pack_i2_rows(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m = 0; m < Mp; m++)
+        for (int64_t b = 0; b < Kp / 4; b++)
+            *out++ = (uint8_t)(pair(w, M, K, m, 2 * b) | pair(w, M, K, m, 2 * b + 1) << 4);
+}
+
+void ryz_pack_i2_k256(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m = 0; m < Mp; m++)
+        for (int64_t kb = 0; kb < Kp; kb += 256)
+            for (int64_t j = 0; j < 64; j++) {
+                uint8_t v = 0;
+                for (int s = 0; s < 4; s++) v |= (uint8_t)(code(w, M, K, m, kb + 64 * s + j) << (2 * s));
+                *out++ = v;
+            }
+}
+
+void ryz_pack_i2_lut16x8(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m0 = 0; m0 < Mp; m0 += 16)
+        for (int64_t u = 0; u < Kp / 8; u++)
+            for (int b = 0; b < 32; b++) {
+                int64_t m = m0 + (b & 15), p = 4 * u + (b >> 4);
+                *out++ = (uint8_t)(pair(w, M, K, m, p) | pair(w, M, K, m, p + 2) << 4);
+            }
+}
+
+void ryz_pack_i2_lut16x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m0 = 0; m0 < Mp; m0 += 16)
+        for (int64_t u = 0; u < Kp / 16; u++)
+            for (int b = 0; b < 64; b++) {
+                int64_t m = m0 + (b >> 2), p = 8 * u + (b & 3);
+                *out++ = (uint8_t)(pair(w, M, K, m, p) | pair(w, M, K, m, p + 4) << 4);
+            }
+}

@@ -1,0 +1,46 @@
+/* ryzlab.h - public ABI of libryzlab.
+ *
+ * This file is read verbatim by cffi (ryzlab/_native.py), so it holds declarations only:
+ * no macros, no includes, no conditionals.  Sizes are in elements unless named *_bytes.
+ * Every function that can fail returns 0 on success or a negative RYZ_E* code
+ * (see ryz_error_string). */
+
+typedef struct ryz_kernel_desc {
+    const char *name;          /* e.g. "mad_avx512vnni" */
+    const char *isa;           /* "scalar", "avx2" or "avx512" */
+    const char *features;      /* required CPU features, "+"-joined; "" for baseline x86-64 */
+    const char *format;        /* weight format the kernel reads */
+    const char *method;        /* "ref", "lut" or "mad" */
+    double bits_per_weight;    /* packed storage, padding excluded */
+    int rank;                  /* dispatch preference: higher wins */
+    int row_tile;              /* rows are padded to a multiple of this */
+    int k_align;               /* K is padded to a multiple of this */
+} ryz_kernel_desc;
+
+int ryz_kernel_count(void);
+const ryz_kernel_desc *ryz_kernel(int index);
+int ryz_kernel_supported(int index);
+
+unsigned long long ryz_cpu_features(void);
+const char *ryz_cpu_feature_name(int bit);
+void ryz_set_feature_mask(unsigned long long mask);
+const char *ryz_build_info(void);
+const char *ryz_error_string(int code);
+int ryz_omp_max_threads(void);
+
+long long ryz_packed_bytes(int kernel, long long M, long long K);
+int ryz_pack(int kernel, const signed char *w, long long M, long long K,
+             unsigned char *out, long long out_bytes);
+long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K);
+
+int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
+             const signed char *x, long long N, int *y,
+             unsigned char *ws, long long ws_bytes, int threads, int schedule);
+
+int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
+              long long M, long long K, const signed char *x, long long N, int *y,
+              unsigned char *ws, long long ws_bytes, int threads, int schedule,
+              long long iters, double *seconds);
+
+int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
+                       long long passes, double *seconds, unsigned long long *checksum);

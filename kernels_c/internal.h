@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <xmmintrin.h>
 
 enum {
     RYZ_OK = 0,
@@ -54,6 +55,13 @@ typedef void (*ryz_prep_fn)(const ryz_args *a, int64_t n0, int64_t n1);
  * (m < M) of those tiles.  Padding rows are never written. */
 typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
                            int32_t *y, int64_t ldy, int64_t m_base);
+
+/* Software prefetch of a weight stream, `dist` bytes ahead of the block being read (a
+ * compile-time constant per kernel; 0 = none).  Whether it helps depends on how much work a
+ * kernel does per byte: kernels_c/README.md has the measurements behind each choice. */
+static inline void ryz_prefetch(const void *p, int64_t dist) {
+    if (dist > 0) _mm_prefetch((const char *)p + dist, _MM_HINT_T0);
+}
 
 static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 

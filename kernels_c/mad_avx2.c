@@ -29,10 +29,10 @@ static inline int32_t hsum(__m256i v) {
 }
 
 void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base) {
-    const int64_t row_bytes = a->Kp / 4, blocks = a->Kp / 256;
+    const int64_t blocks = a->Kp / 256;
     const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     for (int64_t t = t0; t < t1; t++) {
-        const uint8_t *w = a->w + t * ROWS * row_bytes;
+        const uint8_t *w = a->w + t * blocks * ROWS * 64;
         for (int64_t n = 0; n < a->N; n++) {
             const int8_t *x = ryz_mad_x(a, n);
             __m256i acc[ROWS];
@@ -40,7 +40,7 @@ void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
             for (int64_t kb = 0; kb < blocks; kb++) {
                 const int8_t *xb = x + 256 * kb;
                 for (int r = 0; r < ROWS; r++) {
-                    const uint8_t *wb = w + r * row_bytes + 64 * kb;
+                    const uint8_t *wb = w + (kb * ROWS + r) * 64;
                     __m256i s = half_block(_mm256_loadu_si256((const __m256i *)wb), xb, mask);
                     s = _mm256_add_epi16(s, half_block(_mm256_loadu_si256((const __m256i *)(wb + 32)), xb + 32, mask));
                     acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));

@@ -1,42 +1,61 @@
 /* mad_avx512vnni.c - multiply-add GEMM on 2-bit codes with vpdpbusd.
  *
- * Format i2_k256: per 256-weight block, one 64-byte load gives 4 x 64 codes c = w + 1 in
- * {0, 1, 2} after a shift and mask.  vpdpbusd multiplies the codes (unsigned) by the int8
- * activations (signed) and sums 4 products into int32: sum(c * x) = sum(w * x) + sum(x),
- * so the token's sum(x) is subtracted once at the end.  Exact: |c * x| <= 256, and the
- * non-saturating vpdpbusd accumulates in int32.  Four rows share each activation load. */
+ * Format i2_k256x4: per 256-weight block and row, a 64-byte vector holds 4 x 64 codes
+ * c = w + 1 in {0, 1, 2}, field s in bits 2s..2s+1.  Masking field s in place (no shift)
+ * gives the unsigned bytes 4^s * c; vpdpbusd multiplies them by the int8 activations and
+ * sums 4 products into int32, one accumulator per field.  At the end field s's accumulator
+ * is an exact multiple of 4^s and is shifted back, and sum(c * x) = sum(w * x) + sum(x), so
+ * the token's sum(x) is subtracted once.  Exact: |4^s * c * x| <= 2^14, so int32 holds any
+ * K below 2^17 * 64; the non-saturating vpdpbusd never clips.  Four rows share each
+ * activation load, and one shuffle tree reduces the four rows' accumulators at the end. */
 #include <immintrin.h>
 
 #include "internal.h"
 
 #define ROWS 4
 
+/* Lanes 0-3 of the result: the sums of r0, r1, r2, r3. */
+static inline __m128i reduce4(__m512i r0, __m512i r1, __m512i r2, __m512i r3) {
+    __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(r0, r1), _mm512_unpackhi_epi32(r0, r1));
+    __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(r2, r3), _mm512_unpackhi_epi32(r2, r3));
+    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
 void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
                             int64_t m_base) {
-    const int64_t row_bytes = a->Kp / 4, blocks = a->Kp / 256;
-    const __m512i mask = _mm512_set1_epi8(3);
+    const int64_t blocks = a->Kp / 256;
+    const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c);
+    const __m512i m2 = _mm512_set1_epi8(0x30), m3 = _mm512_set1_epi8((char)0xc0);
     for (int64_t t = t0; t < t1; t++) {
-        const uint8_t *w = a->w + t * ROWS * row_bytes;
+        const uint8_t *w = a->w + t * blocks * ROWS * 64;
         for (int64_t n = 0; n < a->N; n++) {
             const int8_t *x = ryz_mad_x(a, n);
-            __m512i acc[ROWS];
-            for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_si512();
+            __m512i acc[ROWS][4];
+            for (int r = 0; r < ROWS; r++)
+                for (int s = 0; s < 4; s++) acc[r][s] = _mm512_setzero_si512();
             for (int64_t kb = 0; kb < blocks; kb++) {
                 const __m512i x0 = _mm512_load_si512(x + 256 * kb);
                 const __m512i x1 = _mm512_load_si512(x + 256 * kb + 64);
                 const __m512i x2 = _mm512_load_si512(x + 256 * kb + 128);
                 const __m512i x3 = _mm512_load_si512(x + 256 * kb + 192);
                 for (int r = 0; r < ROWS; r++) {
-                    const __m512i v = _mm512_loadu_si512(w + r * row_bytes + 64 * kb);
-                    acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(v, mask), x0);
-                    acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(v, 2), mask), x1);
-                    acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), x2);
-                    acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(v, 6), mask), x3);
+                    const __m512i v = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
+                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_and_si512(v, m0), x0);
+                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_and_si512(v, m1), x1);
+                    acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], _mm512_and_si512(v, m2), x2);
+                    acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], _mm512_and_si512(v, m3), x3);
                 }
             }
+            __m512i row[ROWS];
+            for (int r = 0; r < ROWS; r++)
+                row[r] = _mm512_add_epi32(
+                    _mm512_add_epi32(acc[r][0], _mm512_srai_epi32(acc[r][1], 2)),
+                    _mm512_add_epi32(_mm512_srai_epi32(acc[r][2], 4), _mm512_srai_epi32(acc[r][3], 6)));
             int32_t out[ROWS];
-            const int32_t xsum = ryz_mad_xsum(a, n);
-            for (int r = 0; r < ROWS; r++) out[r] = _mm512_reduce_add_epi32(acc[r]) - xsum;
+            _mm_storeu_si128((__m128i *)out,
+                             _mm_sub_epi32(reduce4(row[0], row[1], row[2], row[3]), _mm_set1_epi32(ryz_mad_xsum(a, n))));
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }

@@ -25,14 +25,15 @@ void ryz_pack_i2_rows(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t
             *out++ = (uint8_t)(pair(w, M, K, m, 2 * b) | pair(w, M, K, m, 2 * b + 1) << 4);
 }
 
-void ryz_pack_i2_k256(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
-    for (int64_t m = 0; m < Mp; m++)
+void ryz_pack_i2_k256x4(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m0 = 0; m0 < Mp; m0 += 4)
         for (int64_t kb = 0; kb < Kp; kb += 256)
-            for (int64_t j = 0; j < 64; j++) {
-                uint8_t v = 0;
-                for (int s = 0; s < 4; s++) v |= (uint8_t)(code(w, M, K, m, kb + 64 * s + j) << (2 * s));
-                *out++ = v;
-            }
+            for (int64_t m = m0; m < m0 + 4; m++)
+                for (int64_t j = 0; j < 64; j++) {
+                    uint8_t v = 0;
+                    for (int s = 0; s < 4; s++) v |= (uint8_t)(code(w, M, K, m, kb + 64 * s + j) << (2 * s));
+                    *out++ = v;
+                }
 }
 
 void ryz_pack_i2_lut16x8(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
@@ -44,11 +45,12 @@ void ryz_pack_i2_lut16x8(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int6
             }
 }
 
-void ryz_pack_i2_lut16x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
-    for (int64_t m0 = 0; m0 < Mp; m0 += 16)
+void ryz_pack_i2_lut64x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
+    for (int64_t m0 = 0; m0 < Mp; m0 += 64)
         for (int64_t u = 0; u < Kp / 16; u++)
-            for (int b = 0; b < 64; b++) {
-                int64_t m = m0 + (b >> 2), p = 8 * u + (b & 3);
-                *out++ = (uint8_t)(pair(w, M, K, m, p) | pair(w, M, K, m, p + 4) << 4);
-            }
+            for (int q = 0; q < 4; q++)
+                for (int b = 0; b < 64; b++) {
+                    int64_t m = m0 + 16 * q + (b >> 2), p = 8 * u + (b & 3);
+                    *out++ = (uint8_t)(pair(w, M, K, m, p) | pair(w, M, K, m, p + 4) << 4);
+                }
 }

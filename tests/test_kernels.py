@@ -1,0 +1,119 @@
+"""Every kernel equals the oracle exactly: edge grid, extremes, random shapes, threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SANITIZE, problem
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ryzlab
+from ryzlab import reference
+
+# K around every block and group boundary of every format (pairs, 4, 16, 256).
+K_GRID = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
+          255, 256, 257, 511, 512, 513, 1023, 1024, 1025]
+# M around every row tile (1, 4, 16, 64).
+M_GRID = [1, 3, 4, 5, 15, 16, 17, 63, 64, 65]
+
+
+def test_edge_grid(kernel):
+    rng = np.random.default_rng(1)
+    for K in K_GRID:
+        for M in M_GRID:
+            for N in (1, 3):
+                w, x = problem(rng, M, K, N)
+                np.testing.assert_array_equal(
+                    ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x),
+                    err_msg=f"{kernel} M={M} K={K} N={N}",
+                )
+
+
+@pytest.mark.parametrize("wv", [-1, 0, 1])
+@pytest.mark.parametrize("xv", [-128, -1, 127])
+def test_extreme_values(kernel, wv, xv):
+    K = 4099  # large, odd, past every block
+    w = np.full((17, K), wv, dtype=np.int8)
+    x = np.full((2, K), xv, dtype=np.int8)
+    y = ryzlab.gemm(w, x, kernel=kernel, threads=1)
+    assert (y == wv * xv * K).all()
+
+
+def test_alternating_extremes(kernel):
+    """Pair tables reach both +256 and -256 in one row (the LUT kernels' widest entries)."""
+    K = 1030
+    w = np.tile(np.array([-1, -1, 1, 1], dtype=np.int8), (5, K // 4 + 1))[:, :K].copy()
+    x = np.full((1, K), -128, dtype=np.int8)
+    np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
+
+
+def test_guide_step_2_2_example(kernel):
+    """The fix guide's own 4x4x4 T-MAC correctness case (its Step 2.2)."""
+    w = np.array([1, -1, 0, 1, 0, 1, -1, 0, 1, 0, 1, -1, -1, 1, 0, 1], dtype=np.int8).reshape(4, 4)
+    x = np.array([10, -5, 8, -3, 15, -8, 12, 6, -10, 4, -7, 9, 5, -6, 11, -4], dtype=np.int8).reshape(4, 4)
+    naive = np.array([[sum(int(w[m, k]) * int(x[n, k]) for k in range(4)) for m in range(4)] for n in range(4)])
+    np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), naive)
+
+
+def test_gemv_one_dimensional(kernel):
+    rng = np.random.default_rng(2)
+    w, x = problem(rng, 37, 300, 1)
+    y = ryzlab.gemm(w, x[0], kernel=kernel, threads=1)
+    assert y.shape == (37,) and y.dtype == np.int32
+    np.testing.assert_array_equal(y, reference.gemm(w, x[0]))
+
+
+def test_random_shapes(kernel):
+    """10,000 random shapes per kernel (1,000 under the sanitizers)."""
+    rng = np.random.default_rng(3)
+    for i in range(1_000 if SANITIZE else 10_000):
+        M, K, N = int(rng.integers(1, 70)), int(rng.integers(1, 600)), int(rng.integers(1, 4))
+        w, x = problem(rng, M, K, N)
+        y = ryzlab.gemm(w, x, kernel=kernel, threads=1)
+        if not np.array_equal(y, reference.gemm(w, x)):
+            pytest.fail(f"{kernel} differs from the oracle on shape #{i}: M={M} K={K} N={N}")
+
+
+@settings(max_examples=25 if SANITIZE else 150, deadline=None)
+@given(
+    M=st.integers(1, 40), K=st.integers(1, 700), N=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1), threads=st.integers(1, 3),
+)
+def test_property_equals_oracle(M, K, N, seed, threads):
+    w, x = problem(np.random.default_rng(seed), M, K, N)
+    expected = reference.gemm(w, x)
+    for name in ryzlab.kernels():
+        np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=name, threads=threads), expected, err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("schedule", sorted(ryzlab.SCHEDULES))
+def test_threads_and_schedules_exact(kernel, threads, schedule):
+    """Threaded results equal single-threaded ones: odd M below the thread count, N = 1, GEMM."""
+    rng = np.random.default_rng(4)
+    for M, K, N in [(1, 100, 1), (3, 257, 1), (130, 513, 1), (67, 300, 5)]:
+        w, x = problem(rng, M, K, N)
+        np.testing.assert_array_equal(
+            ryzlab.gemm(w, x, kernel=kernel, threads=threads, schedule=schedule), reference.gemm(w, x),
+            err_msg=f"{kernel} {schedule} threads={threads} M={M} K={K} N={N}",
+        )
+
+
+def test_packed_weights_reused(kernel):
+    rng = np.random.default_rng(5)
+    w, x = problem(rng, 20, 200, 2)
+    p = ryzlab.pack(w, kernel=kernel)
+    assert p.kernel == kernel and p.M == 20 and p.K == 200
+    assert p.nbytes >= 20 * 200 * p.bits_per_weight / 8
+    for _ in range(2):
+        np.testing.assert_array_equal(ryzlab.gemm(p, x), reference.gemm(w, x))
+
+
+def test_pack_reports_bits_and_bytes():
+    w = np.zeros((64, 2560), dtype=np.int8)
+    for name in ryzlab.kernels():
+        p = ryzlab.pack(w, kernel=name)
+        assert p.bits_per_weight in (2.0, 8.0)
+        assert p.nbytes == 64 * 2560 * p.bits_per_weight / 8  # no padding at this shape
+        assert str(p.nbytes) in repr(p)

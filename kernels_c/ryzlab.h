@@ -44,3 +44,9 @@ int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
 
 int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
                        long long passes, double *seconds, unsigned long long *checksum);
+
+int ryz_probe_count(void);
+const char *ryz_probe_name(int index);
+const char *ryz_probe_unit(int index);
+int ryz_probe_supported(int index);
+int ryz_probe_run(int index, int threads, long long iters, double *seconds, double *ops);

@@ -56,11 +56,19 @@ typedef void (*ryz_prep_fn)(const ryz_args *a, int64_t n0, int64_t n1);
 typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
                            int32_t *y, int64_t ldy, int64_t m_base);
 
-/* Software prefetch of a weight stream, `dist` bytes ahead of the block being read (a
- * compile-time constant per kernel; 0 = none).  Whether it helps depends on how much work a
- * kernel does per byte: kernels_c/README.md has the measurements behind each choice. */
-static inline void ryz_prefetch(const void *p, int64_t dist) {
-    if (dist > 0) _mm_prefetch((const char *)p + dist, _MM_HINT_T0);
+/* Software prefetch of the weight stream, RYZ_PREFETCH_BYTES ahead of the block being read,
+ * into L2 (T1).  Decode reads every weight once; without it one thread keeps too few DRAM
+ * misses in flight and streams at ~80 % of the read probe, with it ~86-93 % (measurements
+ * in kernels_c/README.md).  Both are build-time knobs for experiments:
+ * make EXTRA_CFLAGS="-DRYZ_PREFETCH_BYTES=8192 -DRYZ_PREFETCH_HINT=_MM_HINT_T0" (0 = off). */
+#ifndef RYZ_PREFETCH_BYTES
+#define RYZ_PREFETCH_BYTES 16384
+#endif
+#ifndef RYZ_PREFETCH_HINT
+#define RYZ_PREFETCH_HINT _MM_HINT_T1
+#endif
+static inline void ryz_prefetch(const void *p) {
+    if (RYZ_PREFETCH_BYTES > 0) _mm_prefetch((const char *)p + RYZ_PREFETCH_BYTES, RYZ_PREFETCH_HINT);
 }
 
 static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }

@@ -10,7 +10,6 @@
 
 #include "internal.h"
 
-#define PREFETCH_BYTES 8192  /* see kernels_c/README.md */
 
 static inline __m256i widen(__m256i acc16) {
     return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc16)),
@@ -28,7 +27,7 @@ void ryz_run_lut_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
             for (int64_t u0 = 0; u0 < blocks; u0 += 32) {
                 __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256();
                 for (int64_t u = u0; u < u0 + 32; u++) {
-                    if (u % 2 == 0) ryz_prefetch(w + 32 * u, PREFETCH_BYTES);
+                    if (u % 2 == 0) ryz_prefetch(w + 32 * u);
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 32 * u));
                     const __m256i i0 = _mm256_and_si256(v, nib);
                     const __m256i i1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);

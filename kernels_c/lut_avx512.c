@@ -12,7 +12,6 @@
 
 #include "internal.h"
 
-#define PREFETCH_BYTES 8192  /* see kernels_c/README.md */
 
 #define GROUPS 4  /* groups of 16 rows per tile */
 
@@ -32,7 +31,7 @@ void ryz_run_lut_avx512(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, i
                 const __m512i hi0 = _mm512_load_si512(hi + 128 * u), hi1 = _mm512_load_si512(hi + 128 * u + 64);
                 for (int q = 0; q < GROUPS; q++) {
                     const uint8_t *wb = w + (u * GROUPS + q) * 64;
-                    ryz_prefetch(wb, PREFETCH_BYTES);
+                    ryz_prefetch(wb);
                     const __m512i v = _mm512_loadu_si512(wb);
                     /* 0xea: (a & b) | c */
                     const __m512i i0 = _mm512_ternarylogic_epi32(v, nib, pair_sel, 0xea);

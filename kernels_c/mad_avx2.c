@@ -41,6 +41,7 @@ void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
                 const int8_t *xb = x + 256 * kb;
                 for (int r = 0; r < ROWS; r++) {
                     const uint8_t *wb = w + (kb * ROWS + r) * 64;
+                    ryz_prefetch(wb);
                     __m256i s = half_block(_mm256_loadu_si256((const __m256i *)wb), xb, mask);
                     s = _mm256_add_epi16(s, half_block(_mm256_loadu_si256((const __m256i *)(wb + 32)), xb + 32, mask));
                     acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s, ones));

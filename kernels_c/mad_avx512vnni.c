@@ -12,6 +12,7 @@
 
 #include "internal.h"
 
+
 #define ROWS 4
 
 /* Lanes 0-3 of the result: the sums of r0, r1, r2, r3. */
@@ -41,6 +42,7 @@ void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *
                 const __m512i x2 = _mm512_load_si512(x + 256 * kb + 128);
                 const __m512i x3 = _mm512_load_si512(x + 256 * kb + 192);
                 for (int r = 0; r < ROWS; r++) {
+                    ryz_prefetch(w + (kb * ROWS + r) * 64);
                     const __m512i v = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
                     acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_and_si512(v, m0), x0);
                     acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_and_si512(v, m1), x1);

@@ -4,6 +4,10 @@ Every timing runs inside C (``ryz_bench`` loops a kernel ``iters`` times), so cf
 overhead never enters a sample.  For memory-bound cases the weights are cold: the loop
 cycles through copies of the packed weights whose total exceeds twice the last-level cache,
 so each product streams its weights from DRAM as a decode step does.
+
+On a shared machine DRAM bandwidth drifts from second to second, so a kernel's fraction of
+the bandwidth is measured by interleaving: a read-probe sample, then a kernel sample, and
+the median of the per-pair ratios (:func:`time_gemm_vs_bandwidth`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _native, reference, stats
-from .api import PackedWeights, pack, schedule_code
+from .api import pack, schedule_code
 from .context import last_level_cache_bytes
 from .errors import KernelCallError
 from .kernels import resolve
@@ -43,13 +47,6 @@ def random_problem(M: int, K: int, N: int, seed: int = 0) -> tuple[np.ndarray, n
     return w, x
 
 
-def _rotation(packed: PackedWeights, cold: bool) -> list[np.ndarray]:
-    if not cold:
-        return [packed.data]
-    n = min(MAX_BUFFERS, math.ceil(COLD_LLC_FACTOR * last_level_cache_bytes() / packed.nbytes) + 1)
-    return [packed.data] + [packed.data.copy() for _ in range(n - 1)]
-
-
 def _calibrate(run: Callable[[int], float], floor: int, min_sample_s: float) -> int:
     iters = max(1, floor)
     while True:
@@ -59,107 +56,135 @@ def _calibrate(run: Callable[[int], float], floor: int, min_sample_s: float) -> 
         iters = max(iters + 1, math.ceil(iters * 1.3 * min_sample_s / max(t, 1e-9)))
 
 
-def time_gemm(
-    kernel: str | None,
-    M: int,
-    K: int,
-    N: int = 1,
-    threads: int = 1,
-    schedule: str = "blocks",
-    cold: bool | None = None,
-    samples: int = 10,
-    min_sample_s: float = MIN_SAMPLE_S,
-    seed: int = 0,
-) -> Timing:
+class GemmBench:
+    """A kernel on one problem, verified against the oracle and calibrated, ready to sample.
+
+    ``cold`` defaults to N == 1 (decode): weights rotate over copies larger than the LLC.
+    """
+
+    def __init__(self, kernel: str | None, M: int, K: int, N: int = 1, threads: int = 1,
+                 schedule: str = "blocks", cold: bool | None = None, seed: int = 0,
+                 min_sample_s: float = MIN_SAMPLE_S):
+        k = resolve(kernel)
+        cold = N == 1 if cold is None else cold
+        w, x = random_problem(M, K, N, seed)
+        packed = pack(w, k.name)
+        lib, ffi = _native.lib(), _native.ffi
+        ws_bytes = lib.ryz_workspace_bytes(k.index, M, N, K)
+        _native.check(ws_bytes, "ryz_workspace_bytes")
+        n_bufs = min(MAX_BUFFERS, math.ceil(COLD_LLC_FACTOR * last_level_cache_bytes() / packed.nbytes) + 1) if cold else 1
+        # Keep every buffer referenced: the C side only holds pointers.
+        self._keep = [x, np.zeros(ws_bytes, dtype=np.uint8), np.empty((N, M), dtype=np.int32)]
+        self._keep += [packed.data] + [packed.data.copy() for _ in range(n_bufs - 1)]
+        x_, ws, y, bufs = self._keep[0], self._keep[1], self._keep[2], self._keep[3:]
+        ptrs = ffi.new("unsigned char *[]", [_native.ptr(b, "unsigned char") for b in bufs])
+        args = (k.index, ptrs, len(bufs), M, K, _native.ptr(x_, "signed char"), N, _native.ptr(y, "int"),
+                _native.ptr(ws, "unsigned char"), ws_bytes, threads, schedule_code(schedule))
+        self._ptrs, self._seconds = ptrs, ffi.new("double *")
+
+        def run(iters: int) -> float:
+            _native.check(lib.ryz_bench(*args, iters, self._seconds), f"bench of {k.name}")
+            return self._seconds[0]
+
+        self._run = run
+        run(1)
+        if not np.array_equal(y, reference.gemm(w, x)):
+            raise KernelCallError(f"{k.name} disagrees with the oracle on M={M} K={K} N={N}: not timed")
+        self.iters = _calibrate(run, n_bufs if cold else 1, min_sample_s)
+        run(self.iters)  # warm-up sample, discarded
+        self.weight_bytes = packed.nbytes
+        self.row = {
+            "kernel": k.name, "isa": k.isa, "method": k.method, "format": k.format,
+            "bits_per_weight": k.bits_per_weight, "M": M, "K": K, "N": N, "threads": threads,
+            "schedule": schedule, "cache_state": "cold" if cold else "warm", "n_buffers": n_bufs,
+            "iters_per_sample": self.iters, "seed": seed, "weight_bytes": packed.nbytes,
+        }
+        self.ops = 2.0 * M * N * K
+
+    def sample(self) -> float:
+        """Seconds per product, averaged over one calibrated sample."""
+        return self._run(self.iters) / self.iters
+
+    def summary(self, samples_s: list[float]) -> dict:
+        """The row for these samples: context, statistics, GB/s of weights and GOPS."""
+        s = stats.summarize(samples_s)
+        return {**self.row, **s, "gbps": self.weight_bytes / s["median_s"] / 1e9, "gops": self.ops / s["median_s"] / 1e9}
+
+
+class ReadBench:
+    """The read-bandwidth probe on a buffer of ``nbytes`` (default four LLCs: DRAM)."""
+
+    def __init__(self, threads: int = 1, nbytes: int | None = None, min_sample_s: float = MIN_SAMPLE_S):
+        llc = last_level_cache_bytes()
+        self.nbytes = 4 * llc if nbytes is None else int(nbytes)
+        self._buf = np.ones(self.nbytes, dtype=np.uint8)  # touched: page faults stay out of timings
+        lib, ffi = _native.lib(), _native.ffi
+        seconds, checksum = ffi.new("double *"), ffi.new("unsigned long long *")
+        bp = _native.ptr(self._buf, "unsigned char")
+
+        def run(passes: int) -> float:
+            _native.check(lib.ryz_read_bandwidth(bp, self.nbytes, threads, passes, seconds, checksum), "read probe")
+            return seconds[0]
+
+        self._run, self._hold = run, (seconds, checksum, bp)
+        self.passes = _calibrate(run, 1, min_sample_s)
+        run(self.passes)
+        self.row = {"probe": "read_bandwidth", "threads": threads, "bytes": self.nbytes,
+                    "cache_state": "dram" if self.nbytes > llc else "cache", "passes_per_sample": self.passes}
+
+    def sample(self) -> float:
+        """Seconds per pass over the buffer."""
+        return self._run(self.passes) / self.passes
+
+    def summary(self, samples_s: list[float]) -> dict:
+        s = stats.summarize(samples_s)
+        return {**self.row, **s, "gbps": self.nbytes / s["median_s"] / 1e9}
+
+
+def time_gemm(kernel: str | None, M: int, K: int, N: int = 1, threads: int = 1, schedule: str = "blocks",
+              cold: bool | None = None, samples: int = 10, min_sample_s: float = MIN_SAMPLE_S,
+              seed: int = 0) -> Timing:
     """Time one kernel on an M x K ternary matrix times N int8 tokens.
 
     The output is checked against the numpy oracle first (a mismatch raises
-    :class:`KernelCallError`).  ``cold`` defaults to N == 1 (decode).  The summary row has
-    per-call seconds (median_s, min_s, q1_s, q3_s, iqr_s, spread, unstable), weight_bytes
-    streamed per call, gbps (weight bytes / median) and gops (2*M*N*K / median).
+    :class:`KernelCallError`).  The row has per-call seconds (median_s, min_s, q1_s, q3_s,
+    iqr_s, spread, unstable), weight_bytes streamed per call, gbps (weight bytes / median)
+    and gops (2*M*N*K / median).
     """
-    k = resolve(kernel)
-    cold = N == 1 if cold is None else cold
-    w, x = random_problem(M, K, N, seed)
-    packed = pack(w, k.name)
-    lib, ffi = _native.lib(), _native.ffi
-    ws_bytes = lib.ryz_workspace_bytes(k.index, M, N, K)
-    _native.check(ws_bytes, "ryz_workspace_bytes")
-    ws = np.zeros(ws_bytes, dtype=np.uint8)
-    y = np.empty((N, M), dtype=np.int32)
-    bufs = _rotation(packed, cold)
-    ptrs = ffi.new("unsigned char *[]", [_native.ptr(b, "unsigned char") for b in bufs])
-    xp, yp, wsp = _native.ptr(x, "signed char"), _native.ptr(y, "int"), _native.ptr(ws, "unsigned char")
-    sched = schedule_code(schedule)
-    seconds = ffi.new("double *")
-
-    def run(iters: int) -> float:
-        _native.check(
-            lib.ryz_bench(k.index, ptrs, len(bufs), M, K, xp, N, yp, wsp, ws_bytes, threads, sched, iters, seconds),
-            f"bench of {k.name}",
-        )
-        return seconds[0]
-
-    run(1)
-    if not np.array_equal(y, reference.gemm(w, x)):
-        raise KernelCallError(f"{k.name} disagrees with the oracle on M={M} K={K} N={N}: not timed")
-    iters = _calibrate(run, len(bufs) if cold else 1, min_sample_s)
-    run(iters)  # warm-up sample, discarded
-    per_call = [run(iters) / iters for _ in range(samples)]
-    summary = stats.summarize(per_call)
-    row = {
-        "kernel": k.name,
-        "isa": k.isa,
-        "method": k.method,
-        "format": k.format,
-        "bits_per_weight": k.bits_per_weight,
-        "M": M,
-        "K": K,
-        "N": N,
-        "threads": threads,
-        "schedule": schedule,
-        "cache_state": "cold" if cold else "warm",
-        "n_buffers": len(bufs),
-        "iters_per_sample": iters,
-        "seed": seed,
-        "weight_bytes": packed.nbytes,
-        **summary,
-        "gbps": packed.nbytes / summary["median_s"] / 1e9,
-        "gops": 2.0 * M * N * K / summary["median_s"] / 1e9,
-    }
-    return Timing(row, per_call)
+    bench = GemmBench(kernel, M, K, N, threads, schedule, cold, seed, min_sample_s)
+    per_call = [bench.sample() for _ in range(samples)]
+    return Timing(bench.summary(per_call), per_call)
 
 
-def read_bandwidth(
-    threads: int = 1, nbytes: int | None = None, samples: int = 10, min_sample_s: float = MIN_SAMPLE_S
-) -> Timing:
+def read_bandwidth(threads: int = 1, nbytes: int | None = None, samples: int = 10,
+                   min_sample_s: float = MIN_SAMPLE_S) -> Timing:
     """Read bandwidth (GB/s) of ``threads`` threads summing a buffer of ``nbytes``.
 
     The default buffer is four last-level caches: DRAM bandwidth.  A buffer well inside L2
     measures cache bandwidth instead (``cache_state`` says which).
     """
-    llc = last_level_cache_bytes()
-    nbytes = 4 * llc if nbytes is None else int(nbytes)
-    buf = np.ones(nbytes, dtype=np.uint8)  # touched, so page faults stay out of the timing
-    lib, ffi = _native.lib(), _native.ffi
-    seconds, checksum = ffi.new("double *"), ffi.new("unsigned long long *")
-    bp = _native.ptr(buf, "unsigned char")
+    bench = ReadBench(threads, nbytes, min_sample_s)
+    per_pass = [bench.sample() for _ in range(samples)]
+    return Timing(bench.summary(per_pass), per_pass)
 
-    def run(passes: int) -> float:
-        _native.check(lib.ryz_read_bandwidth(bp, nbytes, threads, passes, seconds, checksum), "read probe")
-        return seconds[0]
 
-    passes = _calibrate(run, 1, min_sample_s)
-    run(passes)
-    per_pass = [run(passes) / passes for _ in range(samples)]
-    summary = stats.summarize(per_pass)
-    row = {
-        "probe": "read_bandwidth",
-        "threads": threads,
-        "bytes": nbytes,
-        "cache_state": "dram" if nbytes > llc else "cache",
-        "passes_per_sample": passes,
-        **summary,
-        "gbps": nbytes / summary["median_s"] / 1e9,
-    }
-    return Timing(row, per_pass)
+def time_gemm_vs_bandwidth(kernel: str | None, M: int, K: int, N: int = 1, threads: int = 1,
+                           schedule: str = "blocks", samples: int = 10, seed: int = 0,
+                           min_sample_s: float = MIN_SAMPLE_S, probe: ReadBench | None = None) -> Timing:
+    """:func:`time_gemm` with cold weights, interleaved with DRAM read-probe samples.
+
+    Adds ``read_gbps`` (median probe bandwidth over the same seconds) and
+    ``pct_of_read_bw`` (median over sample pairs of kernel GB/s / probe GB/s, in %).
+    Pass ``probe`` to reuse one probe buffer across kernels.
+    """
+    bench = GemmBench(kernel, M, K, N, threads, schedule, True, seed, min_sample_s)
+    probe = probe or ReadBench(threads, None, min_sample_s)
+    per_call, per_pass = [], []
+    for _ in range(samples):
+        per_pass.append(probe.sample())
+        per_call.append(bench.sample())
+    ratios = [(bench.weight_bytes / c) / (probe.nbytes / p) for c, p in zip(per_call, per_pass)]
+    row = bench.summary(per_call)
+    row["read_gbps"] = probe.summary(per_pass)["gbps"]
+    row["pct_of_read_bw"] = 100.0 * float(np.median(ratios))
+    return Timing(row, per_call)

@@ -75,11 +75,13 @@ static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) 
 
 /* Activation-side preparations (prep.c) and their per-token workspace sizes. */
 void ryz_prep_lut_tables(const ryz_args *a, int64_t n0, int64_t n1);
+void ryz_prep_lut_tables_avx512(const ryz_args *a, int64_t n0, int64_t n1);
 void ryz_prep_mad_acts(const ryz_args *a, int64_t n0, int64_t n1);
 int64_t ryz_ws_stride_none(int64_t Kp);
 int64_t ryz_ws_stride_lut_tables(int64_t Kp);
 int64_t ryz_ws_stride_mad_acts(int64_t Kp);
 #define ryz_prep_none NULL
+#define ryz_ws_stride_lut_tables_avx512 ryz_ws_stride_lut_tables
 
 /* LUT tables of one token: Kp/2 pair tables of 16 entries, entry c0 | c1 << 2 holding
  * s = (c0-1)*x[2g] + (c1-1)*x[2g+1] in [-256, 256], split into an unsigned low byte plane

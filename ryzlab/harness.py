@@ -13,6 +13,7 @@ the median of the per-pair ratios (:func:`time_gemm_vs_bandwidth`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,7 +97,9 @@ class GemmBench:
         self.row = {
             "kernel": k.name, "isa": k.isa, "method": k.method, "format": k.format,
             "bits_per_weight": k.bits_per_weight, "M": M, "K": K, "N": N, "threads": threads,
-            "schedule": schedule, "cache_state": "cold" if cold else "warm", "n_buffers": n_bufs,
+            "schedule": schedule, "omp_proc_bind": os.environ.get("OMP_PROC_BIND"),
+            "omp_places": os.environ.get("OMP_PLACES"),
+            "cache_state": "cold" if cold else "warm", "n_buffers": n_bufs,
             "iters_per_sample": self.iters, "seed": seed, "weight_bytes": packed.nbytes,
         }
         self.ops = 2.0 * M * N * K

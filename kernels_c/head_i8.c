@@ -1,0 +1,88 @@
+/* head_i8.c - int8 x int8 GEMV for the LM head (vocabulary x hidden, per-row scales applied
+ * in Python).  Not a ternary kernel, so not in kernels.def: a two-tier family of its own,
+ * vpdpbusd where the CPU has AVX-512 VNNI (head_i8_avx512vnni.c) and a scalar loop
+ * elsewhere, chosen at run time.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes, so the activations are offset to
+ * u = x + 128 and sum(w * u) - 128 * sum(w) = sum(w * x), with each row's sum(w) computed at
+ * packing.  Exact: |w * u| <= 128 * 255 and K < 2^16 keeps int32 safe.
+ *
+ * Packed layout: Mp = M rounded up to 4 rows of Kp = K rounded up to 64 int8 weights
+ * (padding 0), then M int32 row sums. */
+#include <immintrin.h>
+#include <omp.h>
+#include <string.h>
+
+#include "internal.h"
+#include "ryzlab.h"
+
+#define ROWS 4  /* also in head_i8_avx512vnni.c */
+
+void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots);
+
+static int64_t kp_of(int64_t K) { return ryz_round_up(K, 64); }
+
+long long ryz_head_packed_bytes(long long M, long long K) {
+    if (M < 1 || K < 1 || K >= 65536) return RYZ_EARG;
+    return ryz_round_up(M, ROWS) * kp_of(K) + 4 * M;
+}
+
+int ryz_head_pack(const signed char *w, long long M, long long K, unsigned char *out, long long out_bytes) {
+    if (!w || !out || ryz_head_packed_bytes(M, K) < 0) return RYZ_EARG;
+    if (out_bytes < ryz_head_packed_bytes(M, K)) return RYZ_EWS;
+    const int64_t Kp = kp_of(K), Mp = ryz_round_up(M, ROWS);
+    memset(out, 0, (size_t)(Mp * Kp));
+    int32_t *sums = (int32_t *)(out + Mp * Kp);
+    for (int64_t m = 0; m < M; m++) {
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; k++) s += w[m * K + k];
+        memcpy(out + m * Kp, w + m * K, (size_t)K);
+        memcpy(&sums[m], &s, sizeof s);
+    }
+    return RYZ_OK;
+}
+
+static void rows_scalar(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots) {
+    for (int64_t m = m0; m < m1; m++) {
+        int32_t s = 0;
+        for (int64_t k = 0; k < Kp; k++) s += (int32_t)(int8_t)w[m * Kp + k] * u[k];
+        dots[m - m0] = s;
+    }
+}
+
+static int has_vnni(void) {
+    const unsigned long long need = RYZ_F_AVX512_BASE | RYZ_F_AVX512VNNI;
+    return (ryz_cpu_features() & need) == need;
+}
+
+const char *ryz_head_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
+
+/* ws: at least Kp + 64 bytes.  Rows are split into contiguous blocks, one per thread. */
+int ryz_head_gemv(const unsigned char *packed, long long M, long long K, const signed char *x,
+                  int *y, unsigned char *ws, long long ws_bytes, int threads) {
+    if (!packed || !x || !y || !ws || threads < 1 || ryz_head_packed_bytes(M, K) < 0) return RYZ_EARG;
+    const int64_t Kp = kp_of(K), Mp = ryz_round_up(M, ROWS);
+    if (ws_bytes < Kp + 64) return RYZ_EWS;
+    uint8_t *u = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    for (int64_t k = 0; k < Kp; k++) u[k] = (uint8_t)((k < K ? x[k] : 0) + 128);
+    const int32_t *sums = (const int32_t *)(packed + Mp * Kp);
+    void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *) =
+        has_vnni() ? ryz_head_rows_avx512vnni : rows_scalar;
+    const int64_t tiles = Mp / ROWS;
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t m0 = tiles * t / T * ROWS, m1 = tiles * (t + 1) / T * ROWS;
+        int32_t dots[ROWS * 64];
+        for (int64_t b = m0; b < m1; b += ROWS * 64) {
+            int64_t e = b + ROWS * 64 < m1 ? b + ROWS * 64 : m1;
+            rows(packed, Kp, u, b, e, dots);
+            for (int64_t m = b; m < e && m < M; m++) {
+                int32_t s;
+                memcpy(&s, &sums[m], sizeof s);
+                y[m] = dots[m - b] - 128 * s;
+            }
+        }
+    }
+    return RYZ_OK;
+}

@@ -1,0 +1,45 @@
+"""python -m ryzlab: info and bench, human and JSON output, errors as exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ryzlab
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ryzlab", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_info_human_and_json():
+    human = run("info")
+    assert human.returncode == 0, human.stderr
+    assert "kernel chosen" in human.stdout and ryzlab.kernels()[0] in human.stdout
+    data = json.loads(run("info", "--json").stdout)
+    assert data["kernel_chosen"] == ryzlab.kernels()[0]
+    assert data["kernels_available"] == ryzlab.kernels()
+    assert data["library"].endswith(".so") and "gcc" in data["build"]
+    assert {"avx2", "avx512vnni"} <= set(data["cpu_features"])
+
+
+def test_bench_json_small_shape():
+    out = run("bench", "--kernel", "lut_scalar", "--shape", "64x256", "--n", "1", "--samples", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)["results"][0]
+    assert row["kernel"] == "lut_scalar" and row["cache_state"] == "cold" and row["n_buffers"] > 1
+    assert row["median_s"] > 0 and row["gbps"] > 0 and row["gops"] > 0 and row["n_samples"] == 3
+
+
+def test_bench_with_bandwidth_human():
+    out = run("bench", "--shape", "128x512", "--samples", "3", "--bandwidth")
+    assert out.returncode == 0, out.stderr
+    assert "% of read BW" in out.stdout and ryzlab.kernels()[0] in out.stdout
+
+
+def test_bench_errors_are_clear():
+    out = run("bench", "--kernel", "nope", "--shape", "8x8")
+    assert out.returncode == 2 and "unknown kernel" in out.stderr
+    out = run("bench", "--shape", "8by8")
+    assert out.returncode == 2 and "MxK" in out.stderr

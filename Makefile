@@ -82,7 +82,7 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  RYZLAB_LIB=$(SAN_DIR)/lib/libryzlab.so RYZLAB_SANITIZE=1 \
-	  $(BIN)/python -m pytest -x -q -p no:cacheprovider -m "not browser" --deselect tests/test_notebooks.py
+	  $(BIN)/python -m pytest -x -q -p no:cacheprovider -m "not browser" --ignore=tests/test_notebooks.py
 
 clean:
 	rm -rf build $(LIBDIR)

@@ -1,9 +1,9 @@
 /* probe_avx512.c - AVX-512 compute ceilings: vpdpbusd (VNNI int8 MAC) and vpermb (VBMI
- * 64-entry lookup).  Twelve independent chains hide latency. */
+ * 64-entry lookup).  24 independent chains (of 32 zmm registers) hide latency. */
 #include <immintrin.h>
 #include <stdint.h>
 
-#define CHAINS 12
+#define CHAINS 24
 
 int64_t ryz_probe_mac_vpdpbusd_avx512(int64_t iters) {
     __m512i acc[CHAINS];

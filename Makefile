@@ -25,7 +25,7 @@ HEADERS := $(wildcard kernels_c/*.h kernels_c/*.def)
 
 isa_flags = $(if $(findstring avx512,$(1)),$(CFLAGS_AVX512),$(if $(findstring avx2,$(1)),$(CFLAGS_AVX2),$(if $(findstring scalar,$(1))$(findstring ref,$(1)),$(CFLAGS_SCALAR))))
 
-.PHONY: all venv build test report quick-report lab sanitize clean help
+.PHONY: all venv build test report quick-report lab peers sanitize clean help
 
 all: build
 
@@ -34,6 +34,7 @@ help:
 	@echo "make report    set up, build, run all notebooks on defaults, write results/report.html"
 	@echo "make quick-report  the same in --quick mode (about 2 minutes)"
 	@echo "make lab       open JupyterLab on notebooks/"
+	@echo "make peers     install llama.cpp (llama-cpp-python, built from source) for notebook 05"
 	@echo "make build     build $(LIB) only"
 	@echo "make sanitize  build with ASan+UBSan and run the test suite under it"
 	@echo "make clean     remove build products (keeps .venv and results/)"
@@ -70,6 +71,9 @@ quick-report: $(STAMP) build
 lab: $(STAMP) build
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[lab]'
 	$(BIN)/jupyter lab notebooks/
+
+peers: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[peers]'
 
 # A separate ASan+UBSan build under build/sanitize, loaded through RYZLAB_LIB; the sanitizer
 # runtimes must be loaded before Python, hence LD_PRELOAD.  Leak checking is off because

@@ -107,6 +107,9 @@ def compose(run_id: str, root: str | os.PathLike | None = None) -> nbformat.Note
     for path in notebooks:
         nb.cells += _notebook_cells(path)
     nb.cells += _machine(run_id, root)
+    # Cells copied from several notebooks may share ids; the report is one notebook.
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"report-{i}"
     return nb
 
 

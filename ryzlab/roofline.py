@@ -69,7 +69,8 @@ def path(root=None):
     return results.results_dir(root) / "machine" / machine_id() / "roofline.csv"
 
 
-def load_or_measure(recompute: bool = False, threads: Sequence[int] | None = None, root=None) -> pd.DataFrame:
+def load_or_measure(recompute: bool = False, threads: Sequence[int] | None = None, root=None,
+                    samples: int = 10) -> pd.DataFrame:
     """This machine's stored ceilings, measuring (and storing) them if absent or asked to.
 
     Stored ceilings are reused only if they cover the requested thread counts.
@@ -80,7 +81,7 @@ def load_or_measure(recompute: bool = False, threads: Sequence[int] | None = Non
         stored = pd.read_csv(p)
         if wanted <= set(stored["threads"]):
             return stored
-    frame = measure(sorted(wanted))
+    frame = measure(sorted(wanted), samples=samples)
     p.parent.mkdir(parents=True, exist_ok=True)
     results.atomic_write_text(p, frame.to_csv(index=False))
     return frame

@@ -121,10 +121,7 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-@pytest.mark.browser
-# Both skips are decided before the (slow) quick_run fixture is set up.
-@pytest.mark.skipif("'browser' not in (config.getoption('markexpr') or '')",
-                    reason="opt-in: run with `pytest -m browser`")
+@pytest.mark.browser  # deselected by default (pyproject addopts); run with `pytest -m browser`
 @pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (/usr/bin/chromium)")
 def test_report_renders_in_headless_chromium(quick_run, tmp_path):
     from PIL import Image

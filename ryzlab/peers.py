@@ -67,7 +67,7 @@ def _q8_rows(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 def _tensors(cfg: Any, qtype: str):
     """(name, numpy shape (rows, cols), ggml type, row generator) in file order."""
     h, f, hd = cfg.hidden, cfg.ffn, cfg.head_dim
-    q_out, kv_out = cfg.n_heads * hd, cfg.n_kv_heads * hd
+    q_out, kv_out = cfg.heads * hd, cfg.kv_heads * hd
     yield "token_embd.weight", (cfg.vocab, h), "Q8_0"
     yield "output_norm.weight", (h,), "F32"
     for i in range(cfg.layers):
@@ -95,7 +95,7 @@ def write_gguf(path: str | Path, cfg: Any, qtype: str = "TQ2_0", seed: int = 0, 
 
     if qtype not in _TERNARY_BLOCK:
         raise ValueError(f"qtype must be one of {sorted(_TERNARY_BLOCK)}, got {qtype!r}")
-    for dim in (cfg.hidden, cfg.ffn, cfg.n_heads * cfg.head_dim):
+    for dim in (cfg.hidden, cfg.ffn, cfg.heads * cfg.head_dim):
         if dim % 256:
             raise ValueError(f"{qtype} needs input dimensions that are multiples of 256, got {dim}")
     path = Path(path)
@@ -107,8 +107,8 @@ def write_gguf(path: str | Path, cfg: Any, qtype: str = "TQ2_0", seed: int = 0, 
     w.add_embedding_length(cfg.hidden)
     w.add_block_count(cfg.layers)
     w.add_feed_forward_length(cfg.ffn)
-    w.add_head_count(cfg.n_heads)
-    w.add_head_count_kv(cfg.n_kv_heads)
+    w.add_head_count(cfg.heads)
+    w.add_head_count_kv(cfg.kv_heads)
     w.add_rope_dimension_count(cfg.head_dim)
     w.add_rope_freq_base(cfg.rope_theta)
     w.add_layer_norm_rms_eps(cfg.norm_eps)

@@ -1,0 +1,725 @@
+"""A BitNet b1.58 decoder with random weights: the real architecture, timed op by op.
+
+The block structure follows BitNet b1.58 2B-4T (Microsoft, 2025)::
+
+    h = embed(token)                                   tied with the LM head (int8 rows)
+    per layer:
+        a = RMSNorm(h)            -> int8 per token -> FUSED q|k|v ternary GEMV (one matrix)
+        q, k = RoPE(q), RoPE(k)   (theta from the config, rotate-half convention, below)
+        o = GQA attention over the float32 KV cache (preallocated to max_context)
+        o = RMSNorm_sub(o)        -> int8 -> o ternary GEMV;          h = h + o
+        f = RMSNorm(h)            -> int8 -> FUSED gate|up ternary GEMV
+        f = relu(gate)**2 * up    (squared-ReLU gating)
+        f = RMSNorm_sub(f)        -> int8 -> down ternary GEMV;       h = h + f
+    logits = LM head(int8(RMSNorm(h)));  next token = argmax (greedy)
+
+Numerics (what the kernels see is what a BitNet runtime feeds them):
+
+* Ternary linears: weights in {-1, 0, +1}, packed once for one kernel; one absmean scale per
+  linear (q, k, v, o, gate, up, down each have their own; the fused matrices carry one scale
+  per row segment).  ``y = int32(W . x_q) * (w_scale / x_scale)`` in float32; the int32 result
+  is exact and below 2**24, so its float32 conversion is exact too.
+* Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`, reproduced
+  here without its validation and allocations, bit for bit; see :func:`_quantize_into`).
+* RMSNorm: ``x / sqrt(mean(x*x) + 1e-5) * weight`` in float32; weights are ones plus
+  N(0, 0.02) noise from the seed.
+* RoPE, rotate-half (GPT-NeoX / Hugging Face Llama) convention: the head vector is split in
+  halves ``x1 = x[:d/2]``, ``x2 = x[d/2:]``; with ``f_i = theta ** (-2i/d)`` and angle
+  ``a_i = pos * f_i``: ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``.  (Not the
+  interleaved pairs (x0, x1), (x2, x3) of the original RoFormer code.)  The cos/sin tables
+  are computed in float64 once and stored as float32 (max_context x d/2).
+* Attention: scores = q.k / sqrt(d), softmax in float32 (max subtracted), grouped-query:
+  query head ``h`` reads KV head ``h // (heads / kv_heads)``.  The cache holds post-RoPE keys,
+  as float32 (layers, kv_heads, max_context, head_dim) arrays allocated once.  Attention is
+  numpy on one thread (OpenBLAS GEMV/GEMM calls, ~7 GB/s from DRAM here), not a ryzlab kernel.
+
+Random weights (:meth:`Model.generate`): a Gaussian matrix ternarised by absmean has
+P(0) = P(|z| < 0.5 * sqrt(2/pi)) = 0.310 and P(+1) = P(-1) = 0.345.  Here one random byte
+``b`` per weight is mapped through a 256-entry table (computed as two comparisons, which is
+the same map and ~10x faster than ``np.take`` with its int64 index conversion):
+``b < 80 -> 0``, ``80 <= b < 168 -> +1``, ``b >= 168 -> -1``: P(0) = 80/256 = 0.3125 and
+P(+1) = P(-1) = 88/256 = 0.34375.  Each matrix is generated, packed and dropped before the
+next, so only packed bytes stay in memory.  Weight scales are ``sqrt(2/pi) / sqrt(K)`` (the
+absmean of N(0, 1/K) weights) times U(0.9, 1.1).  The int8 head has uniform rows in
+[-127, 127] with per-row scales ``U(0.75, 1.25) * 4 / (127 sqrt(hidden))`` (logits of a few
+units).  The bitnet-3b and bitnet-large entries reuse this block structure (sub-norms,
+squared ReLU, tied embeddings) at their published shapes: they are decode *shapes*, not
+re-creations of those checkpoints' exact layers.
+
+Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categories:
+``ternary_gemv`` (the kernel calls only), ``attention`` (scores, softmax, weighted sum and the
+cache write), ``lm_head`` (the int8 head GEMV and the logit scaling) and ``other`` (norms,
+quantisation, RoPE, residuals, embedding, scale application and Python overhead; computed as
+the step's wall time minus the other three, so the four add up to the step time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _native, validate
+from .api import PackedWeights, pack
+from .errors import RyzlabError
+from .head import Int8Head
+from .kernels import resolve
+
+#: Random byte thresholds of the ternary weight map (see the module docstring).
+_ZERO_BELOW, _PLUS_BELOW = 80, 168
+#: Ternary weight probabilities of that map: P(-1), P(0), P(+1).
+TERNARY_PROBABILITIES = {-1: (256 - _PLUS_BELOW) / 256, 0: _ZERO_BELOW / 256, 1: (_PLUS_BELOW - _ZERO_BELOW) / 256}
+#: Largest model (in ternary weights) :meth:`Model.reference` keeps dense.
+REFERENCE_MAX_WEIGHTS = 20_000_000
+TIMING_CATEGORIES = ("ternary_gemv", "attention", "lm_head", "other")
+#: From this many cached positions on, attention scores use one GEMV per query head.
+GEMV_SCORES_MIN_CONTEXT = 128
+
+_NORM_EPS = 1e-5
+_QUANT_EPS = 1e-5  # as ryzlab.quant.quantize_activations
+
+
+@dataclass(frozen=True)
+class Config:
+    """Shape of a BitNet b1.58 decoder."""
+
+    name: str
+    hidden: int
+    ffn: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    rope_theta: float = 500000.0
+    norm_eps: float = _NORM_EPS
+
+    def __post_init__(self) -> None:
+        for f in ("hidden", "ffn", "layers", "heads", "kv_heads", "head_dim", "vocab"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Config.{f} must be a positive int, got {v!r}")
+        if self.head_dim % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+
+    @property
+    def q_out(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_out(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head."""
+        return self.heads // self.kv_heads
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """The four ternary matrices of one layer as packed (out x in), fused where fused."""
+        return {
+            "qkv": (self.q_out + 2 * self.kv_out, self.hidden),
+            "o": (self.hidden, self.q_out),
+            "gate_up": (2 * self.ffn, self.hidden),
+            "down": (self.hidden, self.ffn),
+        }
+
+    @property
+    def ternary_weights(self) -> int:
+        """Ternary weights in all layers."""
+        return self.layers * sum(m * k for m, k in self.linear_shapes().values())
+
+    def kv_bytes_per_position(self) -> int:
+        """Float32 KV-cache bytes one position occupies over all layers (keys and values)."""
+        return self.layers * 2 * self.kv_out * 4
+
+
+CONFIGS: dict[str, Config] = {
+    c.name: c
+    for c in (
+        Config("bitnet-2b-4t", hidden=2560, ffn=6912, layers=30, heads=20, kv_heads=5, head_dim=128,
+               vocab=128256, rope_theta=500000.0),
+        # The two 1bitLLM reproductions are Llama-shaped (RoPE theta 10000).
+        Config("bitnet-3b", hidden=3200, ffn=8640, layers=26, heads=32, kv_heads=32, head_dim=100,
+               vocab=32002, rope_theta=10000.0),
+        Config("bitnet-large", hidden=1536, ffn=4096, layers=24, heads=16, kv_heads=16, head_dim=96,
+               vocab=32002, rope_theta=10000.0),
+        # Test size: no K (200, 330, 50) is a multiple of 64, 128 or 256.
+        Config("tiny", hidden=200, ffn=330, layers=2, heads=4, kv_heads=2, head_dim=50, vocab=1000,
+               rope_theta=500000.0),
+    )
+}
+
+
+def get_config(config: Config | str) -> Config:
+    """A :class:`Config`, or the one named in :data:`CONFIGS`."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, str) and config in CONFIGS:
+        return CONFIGS[config]
+    raise ValueError(f"unknown model {config!r}; choose one of: {', '.join(CONFIGS)}")
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _rng(seed: int, *path: int) -> np.random.Generator:
+    # One independent stream per matrix: the weights do not depend on generation order.
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *path])))
+
+
+def random_ternary(rng: np.random.Generator, M: int, K: int) -> np.ndarray:
+    """Random int8 (M, K) ternary weights with :data:`TERNARY_PROBABILITIES`."""
+    n = M * K
+    b = rng.bit_generator.random_raw((n + 7) // 8).view(np.uint8)[:n]
+    # 256-entry table as arithmetic: 2*(b < 168) - (b < 80) - 1  ->  0 / +1 / -1.
+    w = np.less(b, _PLUS_BELOW).view(np.int8) * np.int8(2)
+    w -= np.less(b, _ZERO_BELOW).view(np.int8)
+    w -= np.int8(1)
+    return w.reshape(M, K)
+
+
+def _weight_scale(rng: np.random.Generator, K: int) -> float:
+    return float(math.sqrt(2 / math.pi) / math.sqrt(K) * rng.uniform(0.9, 1.1))
+
+
+def _norm_weight(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (1.0 + 0.02 * rng.standard_normal(n)).astype(np.float32)
+
+
+_MATRIX_IDS = {"qkv": 0, "o": 1, "gate_up": 2, "down": 3}
+_SEGMENTS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
+
+
+def _segments(cfg: Config, name: str) -> list[int]:
+    return {"qkv": [cfg.q_out, cfg.kv_out, cfg.kv_out], "o": [cfg.hidden],
+            "gate_up": [cfg.ffn, cfg.ffn], "down": [cfg.hidden]}[name]
+
+
+def _layer_weights(cfg: Config, seed: int, layer: int):
+    """Yield (name, int8 matrix, per-segment scales) for one layer, then the norm weights."""
+    for name, (M, K) in cfg.linear_shapes().items():
+        rng = _rng(seed, 1, layer, _MATRIX_IDS[name])
+        w = random_ternary(rng, M, K)
+        scales = [_weight_scale(rng, K) for _ in _SEGMENTS[name]]
+        yield name, w, scales
+
+
+def _norm_weights(cfg: Config, seed: int, layer: int) -> dict[str, np.ndarray]:
+    rng = _rng(seed, 2, layer)
+    return {"attn_norm": _norm_weight(rng, cfg.hidden), "attn_sub_norm": _norm_weight(rng, cfg.q_out),
+            "ffn_norm": _norm_weight(rng, cfg.hidden), "ffn_sub_norm": _norm_weight(rng, cfg.ffn)}
+
+
+def _head_weights(cfg: Config, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = _rng(seed, 0)
+    n = cfg.vocab * cfg.hidden
+    q = rng.bit_generator.random_raw((n + 7) // 8).view(np.int8)[:n].reshape(cfg.vocab, cfg.hidden)
+    np.maximum(q, np.int8(-127), out=q)  # symmetric range, as head.quantize_rows
+    scales = (rng.uniform(0.75, 1.25, cfg.vocab) * 4.0 / (127.0 * math.sqrt(cfg.hidden))).astype(np.float32)
+    return q, scales
+
+
+def _final_norm_weight(cfg: Config, seed: int) -> np.ndarray:
+    return _norm_weight(_rng(seed, 3), cfg.hidden)
+
+
+# --------------------------------------------------------------------------- float ops
+
+
+def _rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """``x / sqrt(mean(x*x) + eps) * weight``: float32 out, the mean in float64."""
+    x = x.astype(np.float32, copy=False)
+    r = np.float32(1.0 / math.sqrt(float(np.dot(x, x)) / x.size + eps))
+    y = x * r
+    y *= weight
+    return y
+
+
+_EPS32 = float(np.float32(_QUANT_EPS))
+
+
+def _quantize_into(x: np.ndarray, out: np.ndarray, tmp: np.ndarray, tmp32: np.ndarray) -> np.float32:
+    """:func:`ryzlab.quant.quantize_activations` for one float32 token, into ``out`` (int8),
+    using ``tmp`` (float64) and ``tmp32`` (float32) of the same length as scratch; returns the
+    scale.  Same results bit for bit (tested), without the validation and the temporaries.
+    No clipping is needed: ``|x| * float32(127 / max|x|)`` is at most 127 * (1 + 2**-24)
+    < 127.5, so it rounds into [-127, 127]."""
+    absmax = max(float(np.abs(x, out=tmp32).max()), _EPS32)  # float32 max|x|, exactly
+    scale = np.float32(127.0 / absmax)
+    np.copyto(tmp, x)
+    np.multiply(tmp, np.float64(scale), out=tmp)  # in float64, as quant.quantize_activations
+    np.rint(tmp, out=tmp)
+    np.copyto(out, tmp, casting="unsafe")
+    return scale
+
+
+def rope_tables(cfg: Config, max_context: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 cos and sin, shape (max_context, head_dim / 2), rotate-half convention."""
+    half = cfg.head_dim // 2
+    freqs = cfg.rope_theta ** (-np.arange(half, dtype=np.float64) * 2.0 / cfg.head_dim)
+    ang = np.arange(max_context, dtype=np.float64)[:, None] * freqs[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def _rope_(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
+    """Rotate (heads, d) in place at one position (cos, sin: (d/2,))."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[:, :half], x[:, half:]
+    r1 = x1 * cos - x2 * sin
+    x2 *= cos
+    x2 += x1 * sin
+    x1[...] = r1
+
+
+# --------------------------------------------------------------------------- BLAS threads
+
+
+@functools.cache
+def _openblas() -> list[tuple[Callable, Callable]]:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process (numpy's)."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        pass
+    found = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", "_64_", "", "64"):
+            for prefix in ("scipy_openblas", "openblas"):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype, get.argtypes = ctypes.c_int, []
+                    put.restype, put.argtypes = None, [ctypes.c_int]
+                    found.append((get, put))
+                    break
+            else:
+                continue
+            break
+    return found
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Limit numpy's OpenBLAS to ``n`` threads inside the block (restored after).
+
+    A decode step runs its numpy parts (attention, norms) on one thread: OpenBLAS's own
+    thread pool otherwise competes with the kernels' OpenMP threads (its idle workers spin),
+    which on a 2-core machine made attention at context 2048 ~30x slower."""
+    libs = _openblas()
+    before = [get() for get, _ in libs]
+    for _, put in libs:
+        put(n)
+    try:
+        yield
+    finally:
+        for (_, put), b in zip(libs, before):
+            put(b)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+class _Gemv:
+    """One packed ternary matrix with its cffi pointers, output buffer and row scales, so a
+    decode step calls the C driver with no allocation and no validation."""
+
+    def __init__(self, packed: PackedWeights, row_scales: np.ndarray, x_buf: np.ndarray, ws: np.ndarray):
+        k = resolve(packed.kernel)
+        if x_buf.shape != (packed.K,) or x_buf.dtype != np.int8:
+            raise ValueError("activation buffer does not match the weights")
+        self.packed, self.index, self.M, self.K = packed, k.index, packed.M, packed.K
+        self.row_scales = row_scales  # float32 (M,): each row's weight scale
+        self.y = np.empty(packed.M, dtype=np.int32)
+        self._ws_bytes = ws.nbytes
+        self._p = (_native.ptr(packed.data, "unsigned char"), _native.ptr(x_buf, "signed char"),
+                   _native.ptr(self.y, "int"), _native.ptr(ws, "unsigned char"))
+        self._keep = (x_buf, ws)
+
+    def run(self, threads: int) -> None:
+        w, x, y, ws = self._p
+        rc = _native.lib().ryz_gemm(self.index, w, self.M, self.K, x, 1, y, ws, self._ws_bytes, threads, 0)
+        if rc < 0:
+            _native.check(rc, f"ternary GEMV {self.M}x{self.K} ({self.packed.kernel})")
+
+    def output(self, x_scale: np.float32) -> np.ndarray:
+        return self.y.astype(np.float32) * (self.row_scales / x_scale)
+
+
+def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
+    return np.concatenate([np.full(n, s, dtype=np.float32) for n, s in zip(_segments(cfg, name), scales)])
+
+
+def _check_token(token: object, vocab: int) -> int:
+    if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
+        raise TypeError(f"token must be an int, got {type(token).__name__}")
+    if not 0 <= int(token) < vocab:
+        raise ValueError(f"token must be in [0, {vocab}), got {token}")
+    return int(token)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class Model:
+    """A BitNet b1.58 decoder over packed ternary weights.  Build with :meth:`generate`."""
+
+    def __init__(self, cfg: Config, kernel: str, max_context: int, seed: int):
+        self.config, self.kernel, self.max_context, self.seed = cfg, kernel, max_context, seed
+        self.pos = 0
+        self.timings = dict.fromkeys(TIMING_CATEGORIES, 0.0)
+        self.last_timings = dict.fromkeys(TIMING_CATEGORIES, 0.0)
+        self.steps = 0
+        self.generation_s = 0.0
+
+    # ---- construction
+
+    @classmethod
+    def generate(cls, config: Config | str, seed: int = 0, kernel: str | None = None,
+                 max_context: int = 2048) -> Model:
+        """Random weights from ``seed``, packed for ``kernel`` (default: dispatch's choice).
+
+        Matrices are generated and packed one at a time; only packed bytes are kept.  The KV
+        cache (float32, layers x 2 x kv_heads x max_context x head_dim) is allocated here.
+        """
+        t0 = time.perf_counter()
+        cfg = get_config(config)
+        max_context = validate.positive_int(max_context, "max_context")
+        k = resolve(kernel)
+        self = cls(cfg, k.name, max_context, seed)
+        lib = _native.lib()
+
+        # The head first: its unpacked int8 copy is the largest temporary, so it comes and
+        # goes before the ternary weights accumulate (keeps the peak RSS down).
+        q, scales = _head_weights(cfg, seed)
+        self.head = Int8Head.from_int8(q, scales)
+        self._head_kp = self._head_row_stride()
+        if not all(np.array_equal(self._embed_row(r), q[r]) for r in (0, cfg.vocab // 2, cfg.vocab - 1)):
+            raise RyzlabError("unexpected Int8Head layout: cannot read embedding rows from it")
+        del q
+
+        ws_bytes = max(lib.ryz_workspace_bytes(k.index, m, 1, kk) for m, kk in cfg.linear_shapes().values())
+        _native.check(ws_bytes, "ryz_workspace_bytes")
+        self._ws = np.zeros(max(ws_bytes, 64), dtype=np.uint8)
+        self._xh = np.zeros(cfg.hidden, np.int8)  # quantised activations, K = hidden
+        self._xq = np.zeros(cfg.q_out, np.int8) if cfg.q_out != cfg.hidden else self._xh
+        self._xf = np.zeros(cfg.ffn, np.int8)  # K = ffn
+        self._tmp = {n: (np.zeros(n, np.float64), np.zeros(n, np.float32)) for n in {cfg.hidden, cfg.q_out, cfg.ffn}}
+        xbuf = {"qkv": self._xh, "o": self._xq, "gate_up": self._xh, "down": self._xf}
+
+        self.layers = []
+        for layer in range(cfg.layers):
+            L: dict = {}
+            for name, w, wscales in _layer_weights(cfg, seed, layer):
+                packed = pack(w, k.name)
+                del w
+                L[name] = _Gemv(packed, _row_scales(cfg, name, wscales), xbuf[name], self._ws)
+            L.update(_norm_weights(cfg, seed, layer))
+            self.layers.append(L)
+        self.final_norm = _final_norm_weight(cfg, seed)
+
+        shape = (cfg.layers, cfg.kv_heads, max_context, cfg.head_dim)
+        self.k_cache = np.zeros(shape, dtype=np.float32)
+        self.v_cache = np.zeros(shape, dtype=np.float32)
+        self._scores = np.zeros((cfg.kv_heads, cfg.group, max_context), dtype=np.float32)
+        self.cos, self.sin = rope_tables(cfg, max_context)
+        self._head_ws = np.zeros(cfg.hidden + 256, dtype=np.uint8)
+        self._logits_int = np.empty(cfg.vocab, dtype=np.int32)
+        self._head_p = (_native.ptr(self.head.data, "unsigned char"), _native.ptr(self._xh, "signed char"),
+                        _native.ptr(self._logits_int, "int"), _native.ptr(self._head_ws, "unsigned char"))
+        self.generation_s = time.perf_counter() - t0
+        return self
+
+    @classmethod
+    def reference(cls, config: Config | str, seed: int = 0, max_context: int = 2048) -> ReferenceModel:
+        """The same quantised model (same seed, same weights) as plain numpy with dense
+        weights, for tests.  Refused for models above :data:`REFERENCE_MAX_WEIGHTS`."""
+        return ReferenceModel(get_config(config), seed, max_context)
+
+    def _head_row_stride(self) -> int:
+        # Int8Head packs row m at data[m * Kp : m * Kp + K] (kernels_c/head_i8.c): Mp rows of
+        # Kp bytes (M rounded up to 4), then M int32 row sums.
+        M, K = self.head.M, self.head.K
+        rows = -(-M // 4) * 4
+        kp, rem = divmod(self.head.data.nbytes - 4 * M, rows)
+        if rem or kp < K:
+            raise RyzlabError("unexpected Int8Head layout: cannot read embedding rows from it")
+        return kp
+
+    def _embed_row(self, token: int) -> np.ndarray:
+        start = token * self._head_kp
+        return self.head.data[start:start + self.head.K].view(np.int8)
+
+    # ---- state
+
+    def reset(self) -> None:
+        """Forget the context (position 0).  The cache memory is kept, not cleared."""
+        self.pos = 0
+
+    def reset_timings(self) -> None:
+        self.timings = dict.fromkeys(TIMING_CATEGORIES, 0.0)
+        self.last_timings = dict.fromkeys(TIMING_CATEGORIES, 0.0)
+        self.steps = 0
+
+    def prefill_synthetic(self, context: int, seed: int = 0) -> None:
+        """Fill positions [0, context) of the KV cache with random N(0, 1) float32 keys and
+        values and set the position to ``context``, without running ``context`` forward
+        passes.  Decode time at context C depends on C (bytes read, softmax length), not on
+        the cached values, so this times decode at any context cheaply; the tokens it then
+        produces are not those a real prompt would give."""
+        context = int(context)
+        if not 0 <= context < self.max_context:
+            raise ValueError(f"context must be in [0, {self.max_context}) (max_context), got {context}")
+        rng = np.random.default_rng([seed, 7])
+        for cache in (self.k_cache, self.v_cache):
+            for layer in range(self.config.layers):
+                for head in range(self.config.kv_heads):  # contiguous (context, head_dim) blocks
+                    rng.standard_normal(out=cache[layer, head, :context, :], dtype=np.float32)
+        self.pos = context
+
+    # ---- accounting
+
+    @property
+    def ternary_bytes(self) -> int:
+        """Packed ternary weight bytes streamed per token (padding included)."""
+        return sum(L[n].packed.nbytes for L in self.layers for n in _MATRIX_IDS)
+
+    def bytes_per_token(self) -> dict[str, int]:
+        """Bytes the next decode step streams, by source.
+
+        ``ternary``: all packed ternary matrices (each is read once per token);
+        ``head``: the packed int8 head and its row scales (:attr:`Int8Head.nbytes`);
+        ``kv``: float32 keys and values the next step reads, at positions [0, pos] (the
+        cached context plus the token's own); ``total``: their sum.  Left out, as < 0.1 %:
+        the embedding row, norm weights, RoPE rows and activations.
+        """
+        kv = self.config.kv_bytes_per_position() * (self.pos + 1)
+        d = {"ternary": self.ternary_bytes, "head": self.head.nbytes, "kv": kv}
+        d["total"] = sum(d.values())
+        return d
+
+    # ---- decode
+
+    def step(self, token: int, threads: int = 1) -> np.ndarray:
+        """One decode step at position ``pos``: float32 logits (vocab,); ``pos`` advances.
+
+        The ternary GEMVs and the head use ``threads`` OpenMP threads; the numpy parts
+        (attention, norms, quantisation) run on one thread (:func:`blas_threads`)."""
+        t_start = time.perf_counter()
+        with blas_threads(1):
+            return self._step(token, threads, t_start)
+
+    def _step(self, token: int, threads: int, t_start: float) -> np.ndarray:
+        cfg = self.config
+        token = _check_token(token, cfg.vocab)
+        threads = validate.positive_int(threads, "threads")
+        pos = self.pos
+        if pos >= self.max_context:
+            raise RyzlabError(f"context is full: position {pos} = max_context {self.max_context}; "
+                              "call reset() or generate the model with a larger max_context")
+        perf = time.perf_counter
+        t_gemv = t_attn = 0.0
+        eps = cfg.norm_eps
+        kvh, g, hd, T = cfg.kv_heads, cfg.group, cfg.head_dim, pos + 1
+        inv_sqrt_d = np.float32(1.0 / math.sqrt(hd))
+        cos, sin = self.cos[pos], self.sin[pos]
+        tmp_h, tmp_q, tmp_f = self._tmp[cfg.hidden], self._tmp[cfg.q_out], self._tmp[cfg.ffn]
+
+        h = self._embed_row(token).astype(np.float32) * self.head.scales[token]
+        for li, L in enumerate(self.layers):
+            # attention
+            xs = _quantize_into(_rmsnorm(h, L["attn_norm"], eps), self._xh, *tmp_h)
+            t = perf()
+            L["qkv"].run(threads)
+            t_gemv += perf() - t
+            qkv = L["qkv"].output(xs)
+            q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
+            k = qkv[cfg.q_out:cfg.q_out + cfg.kv_out].reshape(kvh, hd)
+            v = qkv[cfg.q_out + cfg.kv_out:].reshape(kvh, hd)
+            _rope_(q, cos, sin)
+            _rope_(k, cos, sin)
+            t = perf()
+            kc, vc = self.k_cache[li], self.v_cache[li]
+            kc[:, pos, :] = k
+            vc[:, pos, :] = v
+            qg = q.reshape(kvh, g, hd)
+            s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
+            if T >= GEMV_SCORES_MIN_CONTEXT:
+                # one BLAS GEMV per query head streams its K rows: ~1.6x the bandwidth of a
+                # batched GEMM with 4 columns, ~2.8x that of q . K^T (cold cache, 1 thread)
+                for j in range(kvh):
+                    kj = kc[j, :T, :]
+                    for i in range(g):
+                        np.dot(kj, qg[j, i], out=s[j, i])
+            else:  # short contexts: one call, per-call overhead dominates
+                np.matmul(qg, kc[:, :T, :].transpose(0, 2, 1), out=s)
+            s *= inv_sqrt_d
+            s -= s.max(axis=-1, keepdims=True)
+            np.exp(s, out=s)
+            s /= s.sum(axis=-1, keepdims=True)
+            a = np.matmul(s, vc[:, :T, :]).reshape(cfg.q_out)  # (kvh, g, hd) -> heads * hd
+            t_attn += perf() - t
+            xs = _quantize_into(_rmsnorm(a, L["attn_sub_norm"], eps), self._xq, *tmp_q)
+            t = perf()
+            L["o"].run(threads)
+            t_gemv += perf() - t
+            h = h + L["o"].output(xs)
+            # feed-forward
+            xs = _quantize_into(_rmsnorm(h, L["ffn_norm"], eps), self._xh, *tmp_h)
+            t = perf()
+            L["gate_up"].run(threads)
+            t_gemv += perf() - t
+            gu = L["gate_up"].output(xs)
+            gate, up = gu[:cfg.ffn], gu[cfg.ffn:]
+            np.maximum(gate, 0, out=gate)
+            f = gate * gate * up
+            xs = _quantize_into(_rmsnorm(f, L["ffn_sub_norm"], eps), self._xf, *tmp_f)
+            t = perf()
+            L["down"].run(threads)
+            t_gemv += perf() - t
+            h = h + L["down"].output(xs)
+
+        xs = _quantize_into(_rmsnorm(h, self.final_norm, eps), self._xh, *tmp_h)
+        t = perf()
+        hw, hx, hy, hws = self._head_p
+        rc = _native.lib().ryz_head_gemv(hw, cfg.vocab, cfg.hidden, hx, hy, hws, self._head_ws.nbytes, threads)
+        if rc < 0:
+            _native.check(rc, "int8 head GEMV")
+        logits = self._logits_int.astype(np.float32) * (self.head.scales / xs)
+        t_head = perf() - t
+
+        self.pos = pos + 1
+        total = perf() - t_start
+        last = {"ternary_gemv": t_gemv, "attention": t_attn, "lm_head": t_head,
+                "other": total - t_gemv - t_attn - t_head}
+        for c, v in last.items():
+            self.timings[c] += v
+        self.last_timings = last
+        self.steps += 1
+        return logits
+
+    def generate_tokens(self, prompt: list[int], n: int, threads: int = 1) -> list[int]:
+        """Greedy decoding: feed ``prompt`` one token per step from the current position, then
+        return the ``n`` tokens argmax picks (each fed back except the last)."""
+        if not isinstance(prompt, (list, tuple)) or not prompt:
+            raise ValueError("prompt must be a non-empty list of token ids")
+        n = validate.positive_int(n, "n")
+        prompt = [_check_token(t, self.config.vocab) for t in prompt]
+        need = len(prompt) + n - 1
+        if self.pos + need > self.max_context:
+            raise RyzlabError(f"{len(prompt)} prompt tokens + {n} new ones need {need} positions from "
+                              f"position {self.pos}, beyond max_context {self.max_context}")
+        for t in prompt[:-1]:
+            self.step(t, threads)
+        out, tok = [], prompt[-1]
+        for i in range(n):
+            tok = int(np.argmax(self.step(tok, threads)))
+            out.append(tok)
+        return out
+
+
+class ReferenceModel:
+    """Float numpy twin of :class:`Model` with the same weights (dense, unfused), for tests.
+
+    Integer products are float64 matmuls of the same int8 activations (exact); the float ops
+    are the same (RMSNorm, per-token absmax quantisation via ryzlab.quant, float32 scaling),
+    written independently where that checks something: q, k, v, gate and up are separate
+    matrices, RoPE angles are computed on the fly in float64, attention loops over query
+    heads against a cache that grows by concatenation, the embedding comes from the dense
+    int8 head.
+    """
+
+    def __init__(self, cfg: Config, seed: int = 0, max_context: int = 2048):
+        from . import quant
+
+        if cfg.ternary_weights > REFERENCE_MAX_WEIGHTS:
+            raise ValueError(
+                f"the float reference keeps dense weights and is meant for small models: {cfg.name} has "
+                f"{cfg.ternary_weights:,} ternary weights (limit {REFERENCE_MAX_WEIGHTS:,}); use 'tiny'"
+            )
+        self._quantize = quant.quantize_activations
+        self.config, self.seed, self.max_context = cfg, seed, max_context
+        self.head_q, self.head_scales = _head_weights(cfg, seed)
+        self.layers = []
+        for layer in range(cfg.layers):
+            L: dict = {}
+            for name, w, scales in _layer_weights(cfg, seed, layer):
+                start = 0
+                for seg, n, s in zip(_SEGMENTS[name], _segments(cfg, name), scales):
+                    L[seg] = (w[start:start + n].astype(np.float64), np.float32(s))
+                    start += n
+            L.update(_norm_weights(cfg, seed, layer))
+            L["keys"] = np.zeros((0, cfg.kv_heads, cfg.head_dim), np.float32)
+            L["values"] = np.zeros((0, cfg.kv_heads, cfg.head_dim), np.float32)
+            self.layers.append(L)
+        self.final_norm = _final_norm_weight(cfg, seed)
+        self.pos = 0
+
+    def _linear(self, w_s, x_q: np.ndarray, x_scale: np.float32) -> np.ndarray:
+        w, s = w_s
+        y = w @ x_q.astype(np.float64)  # exact integers
+        return y.astype(np.float32) * (s / x_scale)
+
+    def _rope(self, x: np.ndarray, pos: int) -> np.ndarray:
+        d = x.shape[-1]
+        i = np.arange(d // 2, dtype=np.float64)
+        ang = pos * self.config.rope_theta ** (-2.0 * i / d)
+        c, s = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+        x1, x2 = x[:, : d // 2], x[:, d // 2:]
+        return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+
+    def step(self, token: int, threads: int = 1) -> np.ndarray:
+        cfg, eps = self.config, self.config.norm_eps
+        token = _check_token(token, cfg.vocab)
+        if self.pos >= self.max_context:
+            raise RyzlabError(f"context is full: position {self.pos} = max_context {self.max_context}")
+        h = self.head_q[token].astype(np.float32) * self.head_scales[token]
+        for L in self.layers:
+            xq, xs = self._quantize(_rmsnorm(h, L["attn_norm"], eps))
+            q = self._rope(self._linear(L["q"], xq, xs).reshape(cfg.heads, cfg.head_dim), self.pos)
+            k = self._rope(self._linear(L["k"], xq, xs).reshape(cfg.kv_heads, cfg.head_dim), self.pos)
+            v = self._linear(L["v"], xq, xs).reshape(cfg.kv_heads, cfg.head_dim)
+            L["keys"] = np.concatenate([L["keys"], k[None]])
+            L["values"] = np.concatenate([L["values"], v[None]])
+            heads = []
+            for hq in range(cfg.heads):
+                kv = hq // cfg.group
+                s = (L["keys"][:, kv, :] @ q[hq]) * np.float32(1.0 / math.sqrt(cfg.head_dim))
+                p = np.exp(s - s.max())
+                p /= p.sum()
+                heads.append(p @ L["values"][:, kv, :])
+            a = np.concatenate(heads)
+            xq, xs = self._quantize(_rmsnorm(a, L["attn_sub_norm"], eps))
+            h = h + self._linear(L["o"], xq, xs)
+            xq, xs = self._quantize(_rmsnorm(h, L["ffn_norm"], eps))
+            gate, up = self._linear(L["gate"], xq, xs), self._linear(L["up"], xq, xs)
+            f = np.maximum(gate, 0) ** 2 * up
+            xq, xs = self._quantize(_rmsnorm(f, L["ffn_sub_norm"], eps))
+            h = h + self._linear(L["down"], xq, xs)
+        xq, xs = self._quantize(_rmsnorm(h, self.final_norm, eps))
+        logits = (self.head_q.astype(np.float64) @ xq.astype(np.float64)).astype(np.float32)
+        self.pos += 1
+        return logits * (self.head_scales / xs)
+
+    def generate_tokens(self, prompt: list[int], n: int, threads: int = 1) -> list[int]:
+        for t in prompt[:-1]:
+            self.step(t)
+        out, tok = [], prompt[-1]
+        for _ in range(n):
+            tok = int(np.argmax(self.step(tok)))
+            out.append(tok)
+        return out

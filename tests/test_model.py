@@ -1,0 +1,194 @@
+"""The BitNet decoder (ryzlab.model) against its float reference, and the decode CLI.
+
+Tolerance for logits: |model - reference| <= 1e-4 * max|reference logit|.  Both compute the
+integer products exactly (int32 kernels vs float64 matmuls of the same int8 activations) and
+the same float32 scalings, so they differ only where float32 ops are ordered differently:
+RoPE (table vs angles computed on the fly) and attention (batched matmul vs a per-head loop),
+about 1e-7 relative.  Such a difference can, rarely, move one int8 activation across a
+rounding boundary (+-1 out of 127), which changes logits by ~1e-5 relative; 1e-4 covers that
+with margin while a packing, fusion, RoPE or cache error is O(1) relative.  The greedy
+tokens must match exactly, and one GEMV's int32 output is checked bit-exact per kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ryzlab
+from ryzlab import cli, quant
+from ryzlab import model as model_mod
+from ryzlab.errors import RyzlabError
+from ryzlab.model import CONFIGS, TERNARY_PROBABILITIES, Model, _quantize_into, random_ternary
+
+RTOL = 1e-4
+STEPS = 32
+
+
+@pytest.fixture(scope="module")
+def reference_run():
+    """Reference logits and greedy tokens of tiny for STEPS steps from token 7."""
+    ref = Model.reference("tiny", seed=3, max_context=64)
+    logits, tokens, tok = [], [], 7
+    for _ in range(STEPS):
+        lg = ref.step(tok)
+        tok = int(np.argmax(lg))
+        logits.append(lg)
+        tokens.append(tok)
+    return logits, tokens
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kernel", ryzlab.kernels())
+def test_step_matches_reference(kernel, threads, reference_run):
+    ref_logits, ref_tokens = reference_run
+    m = Model.generate("tiny", seed=3, kernel=kernel, max_context=64)
+    assert m.kernel == kernel
+    tok, tokens = 7, []
+    for i in range(STEPS):
+        lg = m.step(tok, threads)
+        assert lg.dtype == np.float32 and lg.shape == (CONFIGS["tiny"].vocab,)
+        err = np.abs(lg - ref_logits[i]).max()
+        assert err <= RTOL * np.abs(ref_logits[i]).max(), f"step {i}: max |diff| {err}"
+        tok = int(np.argmax(lg))
+        tokens.append(tok)
+    assert tokens == ref_tokens
+    # The last down projection's int32 output is exact against the dense weights.
+    ref = Model.reference("tiny", seed=3)
+    w_down = ref.layers[-1]["down"][0]
+    np.testing.assert_array_equal(m.layers[-1]["down"].y, (w_down @ m._xf.astype(np.float64)).astype(np.int32))
+
+
+def test_both_attention_paths_match_reference(monkeypatch, reference_run):
+    """Scores by batched GEMM (short contexts) and by per-head GEMVs (long ones) agree."""
+    ref_logits, _ = reference_run
+    monkeypatch.setattr(model_mod, "GEMV_SCORES_MIN_CONTEXT", 1)  # GEMV path from the first step
+    m = Model.generate("tiny", seed=3, max_context=64)
+    tok = 7
+    for i in range(STEPS):
+        lg = m.step(tok, 1)
+        assert np.abs(lg - ref_logits[i]).max() <= RTOL * np.abs(ref_logits[i]).max(), f"step {i}"
+        tok = int(np.argmax(lg))
+
+
+def test_generate_tokens_is_greedy_and_matches_reference():
+    m = Model.generate("tiny", seed=1, max_context=32)
+    ref = Model.reference("tiny", seed=1, max_context=32)
+    out = m.generate_tokens([1, 2, 3], 10, threads=2)
+    assert out == ref.generate_tokens([1, 2, 3], 10)
+    assert m.pos == 3 + 10 - 1  # the last new token is not fed back
+    assert all(isinstance(t, int) and 0 <= t < CONFIGS["tiny"].vocab for t in out)
+
+
+def test_quantizer_is_bit_exact_with_quant_module():
+    rng = np.random.default_rng(0)
+    for x in [rng.standard_normal(200).astype(np.float32) * s for s in (1e-7, 1e-3, 1.0, 1e3)] + [
+            np.zeros(200, np.float32), np.arange(-100, 100, dtype=np.float32) / 2.0]:
+        out, tmp, tmp32 = np.empty(200, np.int8), np.empty(200, np.float64), np.empty(200, np.float32)
+        scale = _quantize_into(x, out, tmp, tmp32)
+        q, s = quant.quantize_activations(x)
+        np.testing.assert_array_equal(out, q)
+        assert scale == s
+
+
+def test_ternary_distribution():
+    w = random_ternary(np.random.default_rng(0), 1000, 1000)
+    assert w.dtype == np.int8 and w.shape == (1000, 1000)
+    for v, p in TERNARY_PROBABILITIES.items():
+        assert abs((w == v).mean() - p) < 0.002
+    assert abs(TERNARY_PROBABILITIES[0] - 0.31) < 0.01 and TERNARY_PROBABILITIES[1] == TERNARY_PROBABILITIES[-1]
+
+
+def test_weights_depend_on_seed_not_kernel():
+    kernels = ryzlab.kernels()
+    a = Model.generate("tiny", seed=5, kernel=kernels[0], max_context=8)
+    b = Model.generate("tiny", seed=5, kernel=kernels[-1], max_context=8)
+    c = Model.generate("tiny", seed=6, kernel=kernels[0], max_context=8)
+    la, lb, lc = a.step(3), b.step(3), c.step(3)
+    assert np.abs(la - lb).max() <= RTOL * np.abs(la).max()
+    assert not np.allclose(la, lc)
+
+
+def test_context_handling():
+    cfg = CONFIGS["tiny"]
+    m = Model.generate("tiny", seed=0, max_context=4)
+    assert m.k_cache.shape == (cfg.layers, cfg.kv_heads, 4, cfg.head_dim)
+    cache = m.k_cache
+    first = m.step(1)
+    for _ in range(3):
+        m.step(1)
+    assert m.pos == 4 and m.k_cache is cache  # written in place, never reallocated
+    with pytest.raises(RyzlabError, match="context is full"):
+        m.step(1)
+    m.reset()
+    assert m.pos == 0
+    np.testing.assert_array_equal(m.step(1), first)  # same token at position 0: same logits
+    with pytest.raises(RyzlabError, match="max_context"):
+        m.generate_tokens([1, 2], 4)  # needs 5 positions from position 1
+    m.prefill_synthetic(2, seed=0)
+    assert m.pos == 2 and np.abs(m.k_cache[:, :, :2]).sum() > 0
+    with pytest.raises(ValueError, match="context"):
+        m.prefill_synthetic(4)
+    for bad in (-1, cfg.vocab):
+        with pytest.raises(ValueError, match="token"):
+            m.step(bad)
+    with pytest.raises(TypeError, match="token"):
+        m.step(1.0)
+
+
+def test_bytes_per_token_and_timings():
+    cfg = CONFIGS["tiny"]
+    m = Model.generate("tiny", seed=0, max_context=16)
+    b0 = m.bytes_per_token()
+    assert b0["ternary"] == sum(L[n].packed.nbytes for L in m.layers for n in ("qkv", "o", "gate_up", "down"))
+    assert b0["ternary"] >= cfg.ternary_weights * 2 / 8  # at least 2 bits per weight
+    assert b0["head"] == m.head.nbytes >= cfg.vocab * cfg.hidden
+    per_pos = cfg.layers * 2 * cfg.kv_heads * cfg.head_dim * 4
+    assert b0["kv"] == per_pos  # the first step reads its own key and value
+    m.step(1)
+    m.step(2)
+    assert m.bytes_per_token()["kv"] == 3 * per_pos
+    assert b0["total"] == b0["ternary"] + b0["head"] + b0["kv"]
+    assert set(m.timings) == {"ternary_gemv", "attention", "lm_head", "other"} and m.steps == 2
+    assert all(v >= 0 for v in m.timings.values()) and m.timings["ternary_gemv"] > 0
+    m.reset_timings()
+    assert m.steps == 0 and sum(m.timings.values()) == 0
+
+
+def test_configs_and_reference_refusal():
+    c = CONFIGS["bitnet-2b-4t"]
+    assert c.ternary_weights == 2_084_044_800  # design.md section 7: 2.084 billion
+    assert (c.q_out, c.kv_out, c.group) == (2560, 640, 4)
+    for cfg in CONFIGS.values():
+        assert cfg.head_dim % 2 == 0 and cfg.heads * cfg.head_dim == cfg.hidden
+    with pytest.raises(ValueError, match="tiny"):
+        Model.reference("bitnet-2b-4t")
+    with pytest.raises(ValueError, match="unknown model 'nope'.*bitnet-2b-4t"):
+        Model.generate("nope")
+
+
+KEYS = {"model", "kernel", "threads", "context", "tokens", "tok_s", "ms_per_token", "bytes_ternary", "bytes_head",
+        "bytes_kv", "bytes_total", "read_gbps", "roofline_tok_s", "pct_of_roofline", "pct_ternary_of_read_bw",
+        "peak_rss_bytes", "breakdown_ms", "breakdown_pct", "generation_s"}
+
+
+def test_cli_decode_json():
+    out = subprocess.run([sys.executable, "-m", "ryzlab", "decode", "--model", "tiny", "--tokens", "3", "--json",
+                          "--threads", "1", "--context", "5"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert KEYS <= set(r)
+    assert r["model"] == "tiny" and r["tokens"] == 3 and r["context"] == 5 and len(r["generated"]) == 3 + r["warmup"]
+    assert r["tok_s"] > 0 and r["roofline_tok_s"] > 0 and r["read_gbps"] > 0
+    assert abs(sum(r["breakdown_pct"].values()) - 100) < 1e-6
+    assert r["bytes_total"] == pytest.approx(r["bytes_ternary"] + r["bytes_head"] + r["bytes_kv"])
+
+
+def test_cli_decode_bad_model(capsys):
+    assert cli.main(["decode", "--model", "nope", "--tokens", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "bitnet-2b-4t" in err

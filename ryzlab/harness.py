@@ -191,3 +191,23 @@ def time_gemm_vs_bandwidth(kernel: str | None, M: int, K: int, N: int = 1, threa
     row["read_gbps"] = probe.summary(per_pass)["gbps"]
     row["pct_of_read_bw"] = 100.0 * float(np.median(ratios))
     return Timing(row, per_call)
+
+
+def interleave(benches: dict, samples: int) -> dict:
+    """Sample prepared benches round after round, in rotating order; per-bench sample lists.
+
+    On a shared machine, configurations compared as ratios (threads against 1 thread,
+    schedules against ours) must see the same seconds: the ratio of the i-th samples of two
+    benches is taken within one round, and its median is robust to drift between rounds.
+    """
+    keys = list(benches)
+    per = {k: [] for k in keys}
+    for i in range(samples):
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+            per[k].append(benches[k].sample())
+    return per
+
+
+def median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num[i] / den[i] (samples from :func:`interleave`)."""
+    return float(np.median([a / b for a, b in zip(num, den)]))

@@ -22,6 +22,8 @@ void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, in
 
 static int64_t kp_of(int64_t K) { return ryz_round_up(K, 64); }
 
+long long ryz_head_row_bytes(long long K) { return K < 1 ? RYZ_EARG : kp_of(K); }
+
 long long ryz_head_packed_bytes(long long M, long long K) {
     if (M < 1 || K < 1 || K >= 65536) return RYZ_EARG;
     return ryz_round_up(M, ROWS) * kp_of(K) + 4 * M;

@@ -52,6 +52,7 @@ int ryz_probe_supported(int index);
 int ryz_probe_run(int index, int threads, long long iters, double *seconds, double *ops);
 
 long long ryz_head_packed_bytes(long long M, long long K);
+long long ryz_head_row_bytes(long long K);
 int ryz_head_pack(const signed char *w, long long M, long long K, unsigned char *out, long long out_bytes);
 const char *ryz_head_isa(void);
 int ryz_head_gemv(const unsigned char *packed, long long M, long long K, const signed char *x,

@@ -61,6 +61,13 @@ class Int8Head:
                       "packing the int8 head")
         return cls(M, K, data, scales)
 
+    def row(self, m: int) -> np.ndarray:
+        """Row ``m``'s K int8 weights, a view into the packed bytes (the embedding lookup)."""
+        if not 0 <= m < self.M:
+            raise IndexError(f"row {m} outside 0..{self.M - 1}")
+        start = m * _native.lib().ryz_head_row_bytes(self.K)
+        return self.data[start:start + self.K].view(np.int8)
+
     @property
     def nbytes(self) -> int:
         """Bytes streamed per GEMV: the packed weights and the row scales."""

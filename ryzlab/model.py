@@ -407,9 +407,6 @@ class Model:
         # goes before the ternary weights accumulate (keeps the peak RSS down).
         q, scales = _head_weights(cfg, seed)
         self.head = Int8Head.from_int8(q, scales)
-        self._head_kp = self._head_row_stride()
-        if not all(np.array_equal(self._embed_row(r), q[r]) for r in (0, cfg.vocab // 2, cfg.vocab - 1)):
-            raise RyzlabError("unexpected Int8Head layout: cannot read embedding rows from it")
         del q
 
         ws_bytes = max(lib.ryz_workspace_bytes(k.index, m, 1, kk) for m, kk in cfg.linear_shapes().values())
@@ -449,20 +446,6 @@ class Model:
         """The same quantised model (same seed, same weights) as plain numpy with dense
         weights, for tests.  Refused for models above :data:`REFERENCE_MAX_WEIGHTS`."""
         return ReferenceModel(get_config(config), seed, max_context)
-
-    def _head_row_stride(self) -> int:
-        # Int8Head packs row m at data[m * Kp : m * Kp + K] (kernels_c/head_i8.c): Mp rows of
-        # Kp bytes (M rounded up to 4), then M int32 row sums.
-        M, K = self.head.M, self.head.K
-        rows = -(-M // 4) * 4
-        kp, rem = divmod(self.head.data.nbytes - 4 * M, rows)
-        if rem or kp < K:
-            raise RyzlabError("unexpected Int8Head layout: cannot read embedding rows from it")
-        return kp
-
-    def _embed_row(self, token: int) -> np.ndarray:
-        start = token * self._head_kp
-        return self.head.data[start:start + self.head.K].view(np.int8)
 
     # ---- state
 
@@ -539,7 +522,7 @@ class Model:
         cos, sin = self.cos[pos], self.sin[pos]
         tmp_h, tmp_q, tmp_f = self._tmp[cfg.hidden], self._tmp[cfg.q_out], self._tmp[cfg.ffn]
 
-        h = self._embed_row(token).astype(np.float32) * self.head.scales[token]
+        h = self.head.row(token).astype(np.float32) * self.head.scales[token]
         for li, L in enumerate(self.layers):
             # attention
             xs = _quantize_into(_rmsnorm(h, L["attn_norm"], eps), self._xh, *tmp_h)

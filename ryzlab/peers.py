@@ -146,24 +146,39 @@ def write_gguf(path: str | Path, cfg: Any, qtype: str = "TQ2_0", seed: int = 0, 
     return path
 
 
-def time_llama_cpp(path: str | Path, threads: int, tokens: int = 16, warmup: int = 3, context: int = 512) -> dict:
-    """Greedy decode with llama.cpp: tok/s as the median over ``tokens`` timed steps.
+class LlamaDecoder:
+    """llama.cpp greedy decode one token at a time, for interleaving with other systems.
 
-    Each step evaluates one token (a decode of batch 1) and takes the argmax of its logits.
+    Each :meth:`step` evaluates one token (a decode of batch 1), takes the argmax of its
+    logits as the next token and returns the seconds it took.
     """
-    from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=context, n_batch=32, n_threads=threads, n_threads_batch=threads,
-                verbose=False, use_mmap=True)
-    token, steps = 1, []
-    for i in range(warmup + tokens):
+    def __init__(self, path: str | Path, threads: int, context: int = 512):
+        from llama_cpp import Llama
+
+        self.threads = threads
+        self.version = _version("llama_cpp_python")
+        self._llm = Llama(model_path=str(path), n_ctx=context, n_batch=32, n_threads=threads,
+                          n_threads_batch=threads, verbose=False, use_mmap=True)
+        self._token = 1
+
+    def step(self) -> float:
         t0 = time.perf_counter()
-        llm.eval([token])
-        steps.append(time.perf_counter() - t0)
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    timed = steps[warmup:]
+        self._llm.eval([self._token])
+        seconds = time.perf_counter() - t0
+        self._token = int(np.argmax(self._llm.scores[self._llm.n_tokens - 1]))
+        return seconds
+
+    def close(self) -> None:
+        self._llm.close()
+
+
+def time_llama_cpp(path: str | Path, threads: int, tokens: int = 16, warmup: int = 3, context: int = 512) -> dict:
+    """llama.cpp alone: tok/s as the median over ``tokens`` timed steps after ``warmup``."""
+    dec = LlamaDecoder(path, threads, context)
+    timed = [dec.step() for _ in range(warmup + tokens)][warmup:]
+    dec.close()
     median = statistics.median(timed)
-    del llm
-    return {"peer": "llama.cpp", "version": _version("llama_cpp_python"), "threads": threads,
-            "tokens": tokens, "median_s_per_token": median, "tok_s": 1.0 / median,
-            "spread": (np.percentile(timed, 75) - np.percentile(timed, 25)) / median}
+    return {"peer": "llama.cpp", "version": dec.version, "threads": threads, "tokens": tokens,
+            "median_s_per_token": median, "tok_s": 1.0 / median,
+            "spread": float((np.percentile(timed, 75) - np.percentile(timed, 25)) / median)}

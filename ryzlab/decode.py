@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from . import stats
+from .cli import int_at_least
 from .context import physical_cores
 from .harness import ReadBench
 from .head import isa as head_isa
@@ -167,20 +168,6 @@ def _cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nonneg(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _pos(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
 def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from .model import CONFIGS
 
@@ -193,12 +180,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "same thread count, and the per-op breakdown.",
     )
     p.add_argument("--model", default="bitnet-2b-4t", help=f"model shape: {', '.join(CONFIGS)} (default bitnet-2b-4t)")
-    p.add_argument("--threads", type=_pos, default=None, help="threads (default: physical cores)")
-    p.add_argument("--tokens", type=_pos, default=16, help="timed tokens (default 16)")
-    p.add_argument("--warmup", type=_nonneg, default=DEFAULT_WARMUP,
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="threads (default: physical cores)")
+    p.add_argument("--tokens", type=int_at_least(1), default=16, help="timed tokens (default 16)")
+    p.add_argument("--warmup", type=int_at_least(0), default=DEFAULT_WARMUP,
                    help=f"untimed tokens first (default {DEFAULT_WARMUP})")
     p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
-    p.add_argument("--context", type=_nonneg, default=0, help="synthetic KV-cache length to decode at (default 0)")
+    p.add_argument("--context", type=int_at_least(0), default=0, help="synthetic KV-cache length to decode at (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cli)

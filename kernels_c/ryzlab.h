@@ -57,3 +57,8 @@ int ryz_head_pack(const signed char *w, long long M, long long K, unsigned char 
 const char *ryz_head_isa(void);
 int ryz_head_gemv(const unsigned char *packed, long long M, long long K, const signed char *x,
                   int *y, unsigned char *ws, long long ws_bytes, int threads);
+
+int ryz_rmsnorm_quant(const float *x, const float *w, long long n, double eps, double min_absmax,
+                      signed char *q, float *scale);
+int ryz_dequant(const int *y, const float *row_scale, float x_scale, long long n, float *out, int accumulate);
+int ryz_dequant_sqrelu_gate(const int *y, const float *row_scale, float x_scale, long long n, float *f);

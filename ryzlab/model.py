@@ -19,10 +19,13 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   linear (q, k, v, o, gate, up, down each have their own; the fused matrices carry one scale
   per row segment).  ``y = int32(W . x_q) * (w_scale / x_scale)`` in float32; the int32 result
   is exact and below 2**24, so its float32 conversion is exact too.
-* Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`, reproduced
-  here without its validation and allocations, bit for bit; see :func:`_quantize_into`).
+* Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`).
 * RMSNorm: ``x / sqrt(mean(x*x) + 1e-5) * weight`` in float32; weights are ones plus
   N(0, 0.02) noise from the seed.
+* Between the GEMVs, RMSNorm + quantisation, dequantisation (+ residual) and the squared-ReLU
+  gate run as fused C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
+  as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is
+  accumulated differently (double in C), which can move an int8 activation by one, rarely.
 * RoPE, rotate-half (GPT-NeoX / Hugging Face Llama) convention: the head vector is split in
   halves ``x1 = x[:d/2]``, ``x2 = x[d/2:]``; with ``f_i = theta ** (-2i/d)`` and angle
   ``a_i = pos * f_i``: ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``.  (Not the
@@ -244,22 +247,8 @@ def _rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return y
 
 
-_EPS32 = float(np.float32(_QUANT_EPS))
-
-
-def _quantize_into(x: np.ndarray, out: np.ndarray, tmp: np.ndarray, tmp32: np.ndarray) -> np.float32:
-    """:func:`ryzlab.quant.quantize_activations` for one float32 token, into ``out`` (int8),
-    using ``tmp`` (float64) and ``tmp32`` (float32) of the same length as scratch; returns the
-    scale.  Same results bit for bit (tested), without the validation and the temporaries.
-    No clipping is needed: ``|x| * float32(127 / max|x|)`` is at most 127 * (1 + 2**-24)
-    < 127.5, so it rounds into [-127, 127]."""
-    absmax = max(float(np.abs(x, out=tmp32).max()), _EPS32)  # float32 max|x|, exactly
-    scale = np.float32(127.0 / absmax)
-    np.copyto(tmp, x)
-    np.multiply(tmp, np.float64(scale), out=tmp)  # in float64, as quant.quantize_activations
-    np.rint(tmp, out=tmp)
-    np.copyto(out, tmp, casting="unsafe")
-    return scale
+#: The quantiser's lower bound on max|x|, as float32 (ryzlab.quant.quantize_activations).
+_MIN_ABSMAX = float(np.float32(_QUANT_EPS))
 
 
 def rope_tables(cfg: Config, max_context: int) -> tuple[np.ndarray, np.ndarray]:
@@ -349,6 +338,7 @@ class _Gemv:
         self._p = (_native.ptr(packed.data, "unsigned char"), _native.ptr(x_buf, "signed char"),
                    _native.ptr(self.y, "int"), _native.ptr(ws, "unsigned char"))
         self._keep = (x_buf, ws)
+        self._yp, self._rsp = self._p[2], _native.ptr(row_scales, "float")
 
     def run(self, threads: int) -> None:
         w, x, y, ws = self._p
@@ -356,8 +346,13 @@ class _Gemv:
         if rc < 0:
             _native.check(rc, f"ternary GEMV {self.M}x{self.K} ({self.packed.kernel})")
 
-    def output(self, x_scale: np.float32) -> np.ndarray:
-        return self.y.astype(np.float32) * (self.row_scales / x_scale)
+    def dequant(self, x_scale: float, out, accumulate: bool = False) -> None:
+        """out (a cffi float pointer, M floats) = y * (row_scales / x_scale), or += that."""
+        _native.lib().ryz_dequant(self._yp, self._rsp, x_scale, self.M, out, int(accumulate))
+
+    def dequant_sqrelu_gate(self, x_scale: float, out) -> None:
+        """For the fused gate/up matrix: out (M/2 floats) = relu(gate)**2 * up."""
+        _native.lib().ryz_dequant_sqrelu_gate(self._yp, self._rsp, x_scale, self.M // 2, out)
 
 
 def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
@@ -415,7 +410,14 @@ class Model:
         self._xh = np.zeros(cfg.hidden, np.int8)  # quantised activations, K = hidden
         self._xq = np.zeros(cfg.q_out, np.int8) if cfg.q_out != cfg.hidden else self._xh
         self._xf = np.zeros(cfg.ffn, np.int8)  # K = ffn
-        self._tmp = {n: (np.zeros(n, np.float64), np.zeros(n, np.float32)) for n in {cfg.hidden, cfg.q_out, cfg.ffn}}
+        # float32 buffers of a step, each with the cffi pointer the fused C steps write through
+        self._h = np.zeros(cfg.hidden, np.float32)  # the residual stream
+        self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
+        self._a = np.zeros(cfg.q_out, np.float32)  # attention output
+        self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
+        self._p = {name: _native.ptr(getattr(self, "_" + name), "float") for name in ("h", "qkv", "a", "f")}
+        self._p.update({name: _native.ptr(getattr(self, "_" + name), "signed char") for name in ("xh", "xq", "xf")})
+        self._scale = _native.ffi.new("float *")
         xbuf = {"qkv": self._xh, "o": self._xq, "gate_up": self._xh, "down": self._xf}
 
         self.layers = []
@@ -426,8 +428,10 @@ class Model:
                 del w
                 L[name] = _Gemv(packed, _row_scales(cfg, name, wscales), xbuf[name], self._ws)
             L.update(_norm_weights(cfg, seed, layer))
+            L["norm_p"] = {n: _native.ptr(L[n], "float") for n in ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")}
             self.layers.append(L)
         self.final_norm = _final_norm_weight(cfg, seed)
+        self._final_norm_p = _native.ptr(self.final_norm, "float")
 
         shape = (cfg.layers, cfg.kv_heads, max_context, cfg.head_dim)
         self.k_cache = np.zeros(shape, dtype=np.float32)
@@ -520,16 +524,23 @@ class Model:
         kvh, g, hd, T = cfg.kv_heads, cfg.group, cfg.head_dim, pos + 1
         inv_sqrt_d = np.float32(1.0 / math.sqrt(hd))
         cos, sin = self.cos[pos], self.sin[pos]
-        tmp_h, tmp_q, tmp_f = self._tmp[cfg.hidden], self._tmp[cfg.q_out], self._tmp[cfg.ffn]
+        lib, p, scale = _native.lib(), self._p, self._scale
 
-        h = self.head.row(token).astype(np.float32) * self.head.scales[token]
+        def norm_quant(x, weight, n, q) -> float:
+            """RMSNorm then int8 quantisation into q (fused in C); returns the scale."""
+            lib.ryz_rmsnorm_quant(x, weight, n, eps, _MIN_ABSMAX, q, scale)
+            return scale[0]
+
+        np.multiply(self.head.row(token), self.head.scales[token], out=self._h)
         for li, L in enumerate(self.layers):
+            norms = L["norm_p"]
             # attention
-            xs = _quantize_into(_rmsnorm(h, L["attn_norm"], eps), self._xh, *tmp_h)
+            xs = norm_quant(p["h"], norms["attn_norm"], cfg.hidden, p["xh"])
             t = perf()
             L["qkv"].run(threads)
             t_gemv += perf() - t
-            qkv = L["qkv"].output(xs)
+            L["qkv"].dequant(xs, p["qkv"])
+            qkv = self._qkv
             q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
             k = qkv[cfg.q_out:cfg.q_out + cfg.kv_out].reshape(kvh, hd)
             v = qkv[cfg.q_out + cfg.kv_out:].reshape(kvh, hd)
@@ -554,29 +565,26 @@ class Model:
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
             s /= s.sum(axis=-1, keepdims=True)
-            a = np.matmul(s, vc[:, :T, :]).reshape(cfg.q_out)  # (kvh, g, hd) -> heads * hd
+            np.matmul(s, vc[:, :T, :], out=self._a.reshape(kvh, g, hd))  # heads * hd
             t_attn += perf() - t
-            xs = _quantize_into(_rmsnorm(a, L["attn_sub_norm"], eps), self._xq, *tmp_q)
+            xs = norm_quant(p["a"], norms["attn_sub_norm"], cfg.q_out, p["xq"])
             t = perf()
             L["o"].run(threads)
             t_gemv += perf() - t
-            h = h + L["o"].output(xs)
+            L["o"].dequant(xs, p["h"], accumulate=True)  # residual
             # feed-forward
-            xs = _quantize_into(_rmsnorm(h, L["ffn_norm"], eps), self._xh, *tmp_h)
+            xs = norm_quant(p["h"], norms["ffn_norm"], cfg.hidden, p["xh"])
             t = perf()
             L["gate_up"].run(threads)
             t_gemv += perf() - t
-            gu = L["gate_up"].output(xs)
-            gate, up = gu[:cfg.ffn], gu[cfg.ffn:]
-            np.maximum(gate, 0, out=gate)
-            f = gate * gate * up
-            xs = _quantize_into(_rmsnorm(f, L["ffn_sub_norm"], eps), self._xf, *tmp_f)
+            L["gate_up"].dequant_sqrelu_gate(xs, p["f"])
+            xs = norm_quant(p["f"], norms["ffn_sub_norm"], cfg.ffn, p["xf"])
             t = perf()
             L["down"].run(threads)
             t_gemv += perf() - t
-            h = h + L["down"].output(xs)
+            L["down"].dequant(xs, p["h"], accumulate=True)  # residual
 
-        xs = _quantize_into(_rmsnorm(h, self.final_norm, eps), self._xh, *tmp_h)
+        xs = norm_quant(p["h"], self._final_norm_p, cfg.hidden, p["xh"])
         t = perf()
         hw, hx, hy, hws = self._head_p
         rc = _native.lib().ryz_head_gemv(hw, cfg.vocab, cfg.hidden, hx, hy, hws, self._head_ws.nbytes, threads)

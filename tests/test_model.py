@@ -23,7 +23,7 @@ import ryzlab
 from ryzlab import cli, quant
 from ryzlab import model as model_mod
 from ryzlab.errors import RyzlabError
-from ryzlab.model import CONFIGS, TERNARY_PROBABILITIES, Model, _quantize_into, random_ternary
+from ryzlab.model import _MIN_ABSMAX, CONFIGS, TERNARY_PROBABILITIES, Model, _rmsnorm, random_ternary
 
 RTOL = 1e-4
 STEPS = 32
@@ -84,15 +84,50 @@ def test_generate_tokens_is_greedy_and_matches_reference():
     assert all(isinstance(t, int) and 0 <= t < CONFIGS["tiny"].vocab for t in out)
 
 
-def test_quantizer_is_bit_exact_with_quant_module():
+def _f32(a):
+    return ryzlab._native.ptr(a, "float")
+
+
+def test_fused_norm_quant_matches_numpy():
+    """C RMSNorm + quantisation against _rmsnorm + quant.quantize_activations: the sum of
+    squares is accumulated in double in C and in float32 by numpy's dot, so the norm factor,
+    and with it the scale, may differ by a few float32 ulps (relative 1e-6), and an int8 value
+    by one, rarely."""
+    lib, ffi = ryzlab._native.lib(), ryzlab._native.ffi
     rng = np.random.default_rng(0)
-    for x in [rng.standard_normal(200).astype(np.float32) * s for s in (1e-7, 1e-3, 1.0, 1e3)] + [
-            np.zeros(200, np.float32), np.arange(-100, 100, dtype=np.float32) / 2.0]:
-        out, tmp, tmp32 = np.empty(200, np.int8), np.empty(200, np.float64), np.empty(200, np.float32)
-        scale = _quantize_into(x, out, tmp, tmp32)
-        q, s = quant.quantize_activations(x)
-        np.testing.assert_array_equal(out, q)
-        assert scale == s
+    scale = ffi.new("float *")
+    cases = [rng.standard_normal(257).astype(np.float32) * s for s in (1e-7, 1e-3, 1.0, 1e3)]
+    cases += [np.zeros(200, np.float32), np.arange(-100, 100, dtype=np.float32) / 2.0]
+    for x in cases:
+        w = (1 + 0.02 * rng.standard_normal(x.size)).astype(np.float32)
+        q = np.empty(x.size, np.int8)
+        lib.ryz_rmsnorm_quant(_f32(x), _f32(w), x.size, 1e-5, _MIN_ABSMAX, ryzlab._native.ptr(q, "signed char"), scale)
+        q_ref, s_ref = quant.quantize_activations(_rmsnorm(x, w, 1e-5))
+        assert abs(scale[0] - float(s_ref)) <= 1e-6 * float(s_ref)
+        diff = np.abs(q.astype(int) - q_ref)
+        assert diff.max() <= 1 and (diff > 0).mean() <= 0.01
+
+
+def test_fused_dequant_steps_are_bit_exact():
+    lib = ryzlab._native.lib()
+    rng = np.random.default_rng(1)
+    n = 301
+    y = rng.integers(-(2**20), 2**20, 2 * n, dtype=np.int32)
+    rs = rng.uniform(0.01, 0.1, 2 * n).astype(np.float32)
+    xs = np.float32(3.7)
+    expected = y.astype(np.float32) * (rs / xs)
+    out = np.empty(2 * n, np.float32)
+    lib.ryz_dequant(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(out), 0)
+    np.testing.assert_array_equal(out, expected)
+    h = rng.standard_normal(2 * n).astype(np.float32)
+    h_expected = h + expected
+    lib.ryz_dequant(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(h), 1)
+    np.testing.assert_array_equal(h, h_expected)
+    gate, up = expected[:n].copy(), expected[n:]
+    np.maximum(gate, 0, out=gate)
+    f = np.empty(n, np.float32)
+    lib.ryz_dequant_sqrelu_gate(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), n, _f32(f))
+    np.testing.assert_array_equal(f, gate * gate * up)
 
 
 def test_ternary_distribution():

@@ -10,14 +10,15 @@ What one measurement does (:func:`measure_decode`):
    (:meth:`Model.prefill_synthetic`): decode at context C is timed without running C
    forward passes first.  Decode cost depends on how many positions are cached, not on
    their values; the tokens produced are not those a real prompt would give.
-3. Samples the DRAM read bandwidth with the same thread count (:class:`ReadBench`), runs
-   ``warmup`` untimed tokens, then ``tokens`` timed greedy tokens (each step timed whole and
-   by category), then samples the bandwidth again.  The bandwidth is the median of the
-   before and after samples.
+3. Runs ``warmup`` untimed tokens, then ``tokens`` timed greedy tokens (each step timed
+   whole and by category), each followed by one sample of the DRAM read bandwidth at the same
+   thread count (:class:`ReadBench`); the bandwidth is the median of those samples (samples
+   before and after the tokens are reported too).  On a shared machine the bandwidth drifts,
+   so shares of it are medians over tokens of each token's rate over the sample after it.
 4. Reports tok/s = 1 / median step time (a step is one token); the bytes one token streams
    (packed ternary weights, int8 head, float32 KV cache at the step's context; mean over the
    timed tokens); roofline tok/s = bandwidth / bytes per token, i.e. the speed if every byte
-   came from DRAM at the measured read bandwidth and nothing else cost time; the % of it
+   came from DRAM at the measured read bandwidth and nothing else cost time; the share of it
    reached; the ternary layers alone (ternary bytes / median time in the ternary GEMVs,
    vs the bandwidth); the per-category breakdown (mean ms per token and % of the mean step);
    and the process's peak RSS.
@@ -93,7 +94,7 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     probe = ReadBench(threads)
     bw_before = [probe.sample() for _ in range(bandwidth_samples)]
     tok = int(np.random.default_rng(seed).integers(cfg.vocab))
-    generated, step_s, cats, kv_bytes = [], [], [], []
+    generated, step_s, cats, kv_bytes, bw_between = [], [], [], [], []
     for i in range(warmup + tokens):
         timed = i >= warmup
         if timed:
@@ -106,10 +107,11 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
         if timed:
             step_s.append(dt)
             cats.append(dict(model.last_timings))
+            bw_between.append(probe.sample())  # bandwidth of the same seconds: drift cancels
     bw_after = [probe.sample() for _ in range(bandwidth_samples)]
 
     gbps = lambda s: probe.nbytes / float(np.median(s)) / 1e9  # noqa: E731
-    read_gbps = gbps(bw_before + bw_after)
+    read_gbps = gbps(bw_between)
     summary = stats.summarize(step_s)
     b = model.bytes_per_token()
     bytes_kv = float(np.mean(kv_bytes))
@@ -118,6 +120,10 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     roofline_tok_s = read_gbps * 1e9 / bytes_total
     gemv_s = float(np.median([c["ternary_gemv"] for c in cats]))
     ternary_gbps = b["ternary"] / gemv_s / 1e9
+    # Shares of the bandwidth: median over tokens of (this token's rate / the probe sample after it).
+    pct_roof = 100.0 * float(np.median([(bytes_total / t) / (probe.nbytes / p) for t, p in zip(step_s, bw_between)]))
+    pct_ternary = 100.0 * float(np.median([(b["ternary"] / c["ternary_gemv"]) / (probe.nbytes / p)
+                                           for c, p in zip(cats, bw_between)]))
     mean_ms = {c: 1e3 * float(np.mean([x[c] for x in cats])) for c in TIMING_CATEGORIES}
     total_ms = sum(mean_ms.values())
     return {
@@ -129,8 +135,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
         "spread": summary["spread"], "unstable": bool(summary["unstable"]), "tok_s": tok_s,
         "bytes_ternary": b["ternary"], "bytes_head": b["head"], "bytes_kv": bytes_kv, "bytes_total": bytes_total,
         "read_gbps": read_gbps, "read_gbps_before": gbps(bw_before), "read_gbps_after": gbps(bw_after),
-        "roofline_tok_s": roofline_tok_s, "pct_of_roofline": 100.0 * tok_s / roofline_tok_s,
-        "ternary_gbps": ternary_gbps, "pct_ternary_of_read_bw": 100.0 * ternary_gbps / read_gbps,
+        "roofline_tok_s": roofline_tok_s, "pct_of_roofline": pct_roof,
+        "ternary_gbps": ternary_gbps, "pct_ternary_of_read_bw": pct_ternary,
         "breakdown_ms": mean_ms,
         "breakdown_pct": {c: 100.0 * v / total_ms for c, v in mean_ms.items()},
         "generated": generated,
@@ -149,9 +155,10 @@ def _print(r: dict) -> None:
           f"{r['ms_per_token_min']:.1f}, spread {100 * r['spread']:.0f} %){flag}")
     print(f"bytes/token  {r['bytes_total'] / mb:.1f} MB = ternary {r['bytes_ternary'] / mb:.1f} + head "
           f"{r['bytes_head'] / mb:.1f} + KV {r['bytes_kv'] / mb:.1f}")
-    print(f"read BW      {r['read_gbps']:.1f} GB/s ({r['threads']} thread(s), this run: "
+    print(f"read BW      {r['read_gbps']:.1f} GB/s ({r['threads']} thread(s), sampled after every timed token; "
           f"{r['read_gbps_before']:.1f} before, {r['read_gbps_after']:.1f} after)")
-    print(f"roofline     {r['roofline_tok_s']:.2f} tok/s  -> reached {r['pct_of_roofline']:.0f} %")
+    print(f"roofline     {r['roofline_tok_s']:.2f} tok/s  -> reached {r['pct_of_roofline']:.0f} % "
+          "(median over tokens of each token's share of the bandwidth sampled after it)")
     print(f"ternary      {r['ternary_gbps']:.1f} GB/s in the ternary GEMVs = {r['pct_ternary_of_read_bw']:.0f} % "
           f"of the read bandwidth")
     print("per token    " + "   ".join(f"{c} {r['breakdown_ms'][c]:.1f} ms ({r['breakdown_pct'][c]:.0f} %)"

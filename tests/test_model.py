@@ -218,7 +218,8 @@ def test_cli_decode_json():
     r = json.loads(out.stdout)
     assert KEYS <= set(r)
     assert r["model"] == "tiny" and r["tokens"] == 3 and r["context"] == 5 and len(r["generated"]) == 3 + r["warmup"]
-    assert r["tok_s"] > 0 and r["roofline_tok_s"] > 0 and r["read_gbps"] > 0
+    reported = [r[k] for k in ("tok_s", "roofline_tok_s", "read_gbps")]
+    assert all(np.isfinite(v) and v > 0 for v in reported)
     assert abs(sum(r["breakdown_pct"].values()) - 100) < 1e-6
     assert r["bytes_total"] == pytest.approx(r["bytes_ternary"] + r["bytes_head"] + r["bytes_kv"])
 

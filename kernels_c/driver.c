@@ -82,9 +82,11 @@ static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
             for (int64_t i = 0; i < tiles; i++) {
                 if (!rows) continue;
                 k->run(a, i, i + 1, rows, rt, i * rt);
-                #pragma omp critical(ryz_guide_output)
-                for (int64_t n = 0; n < a->N; n++)
-                    ryz_store_rows(rows + n * rt, rt, i * rt, a->M, y, a->M, n, 0);
+                /* one critical section per output row, as the guide's Step 3.1 writes it */
+                for (int64_t m = i * rt; m < (i + 1) * rt && m < a->M; m++) {
+                    #pragma omp critical(ryz_guide_output)
+                    for (int64_t n = 0; n < a->N; n++) y[n * a->M + m] = rows[n * rt + (m - i * rt)];
+                }
             }
             free(rows);
         }

@@ -35,7 +35,7 @@ enum {
 enum {
     RYZ_SCHED_BLOCKS = 0,     /* one contiguous block of row tiles per thread, no locks */
     RYZ_SCHED_DYNAMIC1 = 1,   /* guide's original: schedule(dynamic, 1) over row tiles */
-    RYZ_SCHED_CRITICAL = 2,   /* guide's fix: dynamic grain M/(4T), private rows, critical write */
+    RYZ_SCHED_CRITICAL = 2,   /* guide's fix: dynamic grain M/(4T), private rows, critical write per row */
 };
 
 /* One call of a kernel.  x is the caller's N x K int8 activations; ws holds what the

@@ -58,8 +58,8 @@ typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
 
 /* Software prefetch of the weight stream, RYZ_PREFETCH_BYTES ahead of the block being read,
  * into L2 (T1).  Decode reads every weight once; without it one thread keeps too few DRAM
- * misses in flight and streams at ~80 % of the read probe, with it ~86-93 % (measurements
- * in kernels_c/README.md).  Both are build-time knobs for experiments:
+ * misses in flight: mad_avx512vnni streamed at 68-80 % of the read probe without it and
+ * 76-91 % with it, the LUT kernels gained ~2x (measurements in kernels_c/README.md).  Both are build-time knobs for experiments:
  * make EXTRA_CFLAGS="-DRYZ_PREFETCH_BYTES=8192 -DRYZ_PREFETCH_HINT=_MM_HINT_T0" (0 = off). */
 #ifndef RYZ_PREFETCH_BYTES
 #define RYZ_PREFETCH_BYTES 16384

@@ -1,6 +1,7 @@
 /* lut_tables_avx512.c - the LUT activation tables (same layout and values as
  * ryz_prep_lut_tables in prep.c) built 4 pairs at a time with AVX-512: the scalar builder
- * costs ~10 us per token at K = 2560, as much as streaming a 640 x 2560 layer.
+ * costs ~10 us per token at K = 2560 (lut_avx512 on 640 x 2560 went from 33.7 to 23.2 us with
+ * this builder, `python -m ryzlab bench --kernel lut_avx512 --shape 640x2560 --bandwidth`).
  *
  * For 4 pairs (8 activations) the 64 int16 entries s = first[c] * x0 + second[c] * x1 are
  * formed in two zmm (vpermb spreads each pair's x0 / x1 over its 16 lanes), and vpmovwb

@@ -56,7 +56,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "kernel_chosen": chosen,
         "registry": [
             {"name": k.name, "isa": k.isa, "method": k.method, "features": "+".join(k.features),
-             "format": k.format, "bits_per_weight": k.bits_per_weight, "supported": k.supported}
+             "format": k.format, "bits_per_weight": k.bits_per_weight, "rank": k.rank, "supported": k.supported}
             for k in registry()
         ],
         "library": str(_native.library_path()),
@@ -73,8 +73,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"build          {info['build']}")
     print("\nkernels (dispatch order for the runnable ones):")
     print(f"  {'name':16} {'isa':7} {'method':6} {'format':12} {'bits/w':>6}  {'needs':42} runnable")
-    by_rank = sorted(info["registry"], key=lambda r: (r["name"] not in available,
-                                                     available.index(r["name"]) if r["name"] in available else 0))
+    by_rank = sorted(info["registry"], key=lambda r: (not r["supported"], -r["rank"]))
     for r in by_rank:
         print(f"  {r['name']:16} {r['isa']:7} {r['method']:6} {r['format']:12} {r['bits_per_weight']:6.1f}  "
               f"{r['features'] or '-':42} {'yes' if r['supported'] else 'no'}")

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from . import stats
+from . import stats, validate
 from .cli import int_at_least
 from .context import physical_cores
 from .harness import ReadBench
@@ -69,9 +69,7 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
                          ("bandwidth_samples", bandwidth_samples, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-    threads = physical_cores() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    threads = physical_cores() if threads is None else validate.positive_int(threads, "threads")
     need = context + warmup + tokens
     if isinstance(model_name, Model):
         model = model_name

@@ -58,15 +58,13 @@ the step's wall time minus the other three, so the four add up to the step time)
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import _native, validate
 from .api import PackedWeights, pack
@@ -273,51 +271,19 @@ def _rope_(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
 
 
 @functools.cache
-def _openblas() -> list[tuple[Callable, Callable]]:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (numpy's)."""
-    paths = set()
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        pass
-    found = []
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", "_64_", "", "64"):
-            for prefix in ("scipy_openblas", "openblas"):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    put.restype, put.argtypes = None, [ctypes.c_int]
-                    found.append((get, put))
-                    break
-            else:
-                continue
-            break
-    return found
+def _threadpools() -> ThreadpoolController:
+    # Inspecting the loaded libraries is the slow part: once per process (numpy's BLAS is
+    # loaded with numpy, before any model exists).
+    return ThreadpoolController()
 
 
-@contextlib.contextmanager
-def blas_threads(n: int) -> Iterator[None]:
-    """Limit numpy's OpenBLAS to ``n`` threads inside the block (restored after).
+def blas_threads(n: int):
+    """Context manager: numpy's BLAS limited to ``n`` threads inside the block (restored after).
 
-    A decode step runs its numpy parts (attention, norms) on one thread: OpenBLAS's own
-    thread pool otherwise competes with the kernels' OpenMP threads (its idle workers spin),
-    which on a 2-core machine made attention at context 2048 ~30x slower."""
-    libs = _openblas()
-    before = [get() for get, _ in libs]
-    for _, put in libs:
-        put(n)
-    try:
-        yield
-    finally:
-        for (_, put), b in zip(libs, before):
-            put(b)
+    A decode step runs its numpy parts (attention, norms) on one thread: the BLAS thread pool
+    otherwise competes with the kernels' OpenMP threads (its idle workers spin), which on a
+    2-core machine made attention at context 2048 ~30x slower."""
+    return _threadpools().limit(limits=n, user_api="blas")
 
 
 # --------------------------------------------------------------------------- kernels

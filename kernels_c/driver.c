@@ -47,11 +47,25 @@ long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K)
     return (long long)(N * k->ws_stride(Kp) + 64);
 }
 
+/* Prefetch the first RYZ_PREFETCH_BYTES of row tiles [t0, t1): the kernels prefetch that far
+ * ahead of what they read, so a block's head would otherwise arrive by demand misses only.
+ * Issued before a barrier, it overlaps the wait (and a decode step's epilogue) with DRAM. */
+void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1) {
+    const int64_t tile_bytes = format_of(k)->row_tile * a->Kp * (int64_t)format_of(k)->bits / 8;
+    int64_t bytes = (t1 - t0) * tile_bytes;
+    if (bytes > RYZ_PREFETCH_BYTES) bytes = RYZ_PREFETCH_BYTES;
+    const char *p = (const char *)a->w + t0 * tile_bytes;
+    for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, RYZ_PREFETCH_HINT);
+}
+
+int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a) { return a->Mp / format_of(k)->row_tile; }
+
 /* One product with the given schedule.  Returns RYZ_ENOMEM only for the guide's critical
  * variant, whose private row buffers are allocated per call as the guide does. */
 static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads, int schedule) {
     const int64_t rt = format_of(k)->row_tile, tiles = a->Mp / rt;
     if (schedule == RYZ_SCHED_BLOCKS && threads == 1) {
+        ryz_prefetch_block_head(k, a, 0, tiles);
         if (k->prep) k->prep(a, 0, a->N);
         k->run(a, 0, tiles, y, a->M, 0);
         return RYZ_OK;
@@ -60,13 +74,15 @@ static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t b0 = tiles * t / T, b1 = tiles * (t + 1) / T;
+        if (schedule == RYZ_SCHED_BLOCKS) ryz_prefetch_block_head(k, a, b0, b1);
         if (k->prep) {
             int64_t n0 = a->N * t / T, n1 = a->N * (t + 1) / T;
             if (n1 > n0) k->prep(a, n0, n1);
         }
         #pragma omp barrier
         if (schedule == RYZ_SCHED_BLOCKS) {
-            k->run(a, tiles * t / T, tiles * (t + 1) / T, y, a->M, 0);
+            k->run(a, b0, b1, y, a->M, 0);
         } else if (schedule == RYZ_SCHED_DYNAMIC1) {
             #pragma omp for schedule(dynamic, 1)
             for (int64_t i = 0; i < tiles; i++) k->run(a, i, i + 1, y, a->M, 0);
@@ -94,7 +110,7 @@ static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
     return failed ? RYZ_ENOMEM : RYZ_OK;
 }
 
-static int setup(int kernel, const unsigned char *packed, long long M, long long K,
+int ryz_setup_args(int kernel, const unsigned char *packed, long long M, long long K,
                  const signed char *x, long long N, int *y, unsigned char *ws, long long ws_bytes,
                  int threads, int schedule, const ryz_kernel_entry **kout, ryz_args *a) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
@@ -117,11 +133,11 @@ int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
              unsigned char *ws, long long ws_bytes, int threads, int schedule) {
     const ryz_kernel_entry *k;
     ryz_args a;
-    int rc = setup(kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    int rc = ryz_setup_args(kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
     return rc ? rc : gemm_once(k, &a, (int32_t *)y, threads, schedule);
 }
 
-static double now_seconds(void) {
+double ryz_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -138,13 +154,13 @@ int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
     if (!packed || nbufs < 1 || iters < 1 || !seconds) return RYZ_EARG;
     for (int i = 0; i < nbufs; i++)
         if (!packed[i]) return RYZ_EARG;
-    int rc = setup(kernel, packed[0], M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    int rc = ryz_setup_args(kernel, packed[0], M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
     if (rc) return rc;
-    double t0 = now_seconds();
+    double t0 = ryz_now_seconds();
     for (long long i = 0; i < iters && !rc; i++) {
         a.w = packed[i % nbufs];
         rc = gemm_once(k, &a, (int32_t *)y, threads, schedule);
     }
-    *seconds = now_seconds() - t0;
+    *seconds = ryz_now_seconds() - t0;
     return rc;
 }

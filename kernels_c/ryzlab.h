@@ -62,3 +62,29 @@ int ryz_rmsnorm_quant(const float *x, const float *w, long long n, double eps, d
                       signed char *q, float *scale);
 int ryz_dequant(const int *y, const float *row_scale, float x_scale, long long n, float *out, int accumulate);
 int ryz_dequant_sqrelu_gate(const int *y, const float *row_scale, float x_scale, long long n, float *f);
+int ryz_rope(float *x, long long rows, long long d, const float *cos, const float *sin);
+
+/* A decode step's "norm -> int8 -> ternary GEMV -> epilogue" sequences, many in one parallel
+ * region (decode_steps.c).  One entry: in (K floats) is RMS-normalised with weight norm and
+ * quantised to xq (K int8, per-token absmax scale s); y = packed (M x K, for kernel) . xq;
+ * then with d[i] = y[i] * (row_scales[i] / s) the epilogue writes
+ *   0: out[i] = d[i]      1: out[i] += d[i]      2: out[i] = relu(d[i])^2 * d[M/2 + i], i < M/2
+ * (2 is BitNet's squared-ReLU gate over a fused gate|up matrix).  ws: ryz_workspace_bytes
+ * (kernel, M, 1, K) bytes.  seconds[0] += time in the GEMVs, seconds[1] += the rest. */
+typedef struct ryz_decode_step {
+    const float *in;
+    const float *norm;
+    signed char *xq;
+    int kernel;
+    const unsigned char *packed;
+    long long M, K;
+    unsigned char *ws;
+    long long ws_bytes;
+    int *y;
+    const float *row_scales;
+    float *out;
+    int epilogue;
+} ryz_decode_step;
+
+int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double min_absmax,
+                     int threads, double *seconds);

@@ -22,10 +22,13 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
 * Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`).
 * RMSNorm: ``x / sqrt(mean(x*x) + 1e-5) * weight`` in float32; weights are ones plus
   N(0, 0.02) noise from the seed.
-* Between the GEMVs, RMSNorm + quantisation, dequantisation (+ residual) and the squared-ReLU
-  gate run as fused C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
+* Between the GEMVs, RMSNorm + quantisation, dequantisation (+ residual), the squared-ReLU
+  gate and RoPE are C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
   as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is
   accumulated differently (double in C), which can move an int8 activation by one, rarely.
+  Everything between two attentions (o, gate|up, down and the next layer's qkv, with their
+  norms and epilogues) is one C call that keeps its OpenMP threads in one parallel region
+  (``kernels_c/decode_steps.c``): 31 calls per 2B-4T token instead of 120 GEMV calls.
 * RoPE, rotate-half (GPT-NeoX / Hugging Face Llama) convention: the head vector is split in
   halves ``x1 = x[:d/2]``, ``x2 = x[d/2:]``; with ``f_i = theta ** (-2i/d)`` and angle
   ``a_i = pos * f_i``: ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``.  (Not the
@@ -50,7 +53,8 @@ squared ReLU, tied embeddings) at their published shapes: they are decode *shape
 re-creations of those checkpoints' exact layers.
 
 Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categories:
-``ternary_gemv`` (the kernel calls only), ``attention`` (scores, softmax, weighted sum and the
+``ternary_gemv`` (the GEMVs only, timed inside the C chains from the barrier that starts
+each to the one that ends it), ``attention`` (scores, softmax, weighted sum and the
 cache write), ``lm_head`` (the int8 head GEMV and the logit scaling) and ``other`` (norms,
 quantisation, RoPE, residuals, embedding, scale application and Python overhead; computed as
 the step's wall time minus the other three, so the four add up to the step time).
@@ -257,16 +261,6 @@ def rope_tables(cfg: Config, max_context: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
-def _rope_(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
-    """Rotate (heads, d) in place at one position (cos, sin: (d/2,))."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[:, :half], x[:, half:]
-    r1 = x1 * cos - x2 * sin
-    x2 *= cos
-    x2 += x1 * sin
-    x1[...] = r1
-
-
 # --------------------------------------------------------------------------- BLAS threads
 
 
@@ -289,36 +283,44 @@ def blas_threads(n: int):
 # --------------------------------------------------------------------------- kernels
 
 
-class _Gemv:
-    """One packed ternary matrix with its cffi pointers, output buffer and row scales, so a
-    decode step calls the C driver with no allocation and no validation."""
+class _Linear:
+    """One packed ternary matrix of a layer with its float32 row scales (M,) and the int32
+    output buffer (M,) its GEMV writes."""
 
-    def __init__(self, packed: PackedWeights, row_scales: np.ndarray, x_buf: np.ndarray, ws: np.ndarray):
-        k = resolve(packed.kernel)
-        if x_buf.shape != (packed.K,) or x_buf.dtype != np.int8:
-            raise ValueError("activation buffer does not match the weights")
-        self.packed, self.index, self.M, self.K = packed, k.index, packed.M, packed.K
-        self.row_scales = row_scales  # float32 (M,): each row's weight scale
+    def __init__(self, packed: PackedWeights, row_scales: np.ndarray):
+        self.packed, self.row_scales = packed, row_scales
         self.y = np.empty(packed.M, dtype=np.int32)
-        self._ws_bytes = ws.nbytes
-        self._p = (_native.ptr(packed.data, "unsigned char"), _native.ptr(x_buf, "signed char"),
-                   _native.ptr(self.y, "int"), _native.ptr(ws, "unsigned char"))
-        self._keep = (x_buf, ws)
-        self._yp, self._rsp = self._p[2], _native.ptr(row_scales, "float")
 
-    def run(self, threads: int) -> None:
-        w, x, y, ws = self._p
-        rc = _native.lib().ryz_gemm(self.index, w, self.M, self.K, x, 1, y, ws, self._ws_bytes, threads, 0)
+
+#: Epilogue codes of ``ryz_decode_step`` (kernels_c/ryzlab.h).
+_STORE, _ACCUMULATE, _SQRELU_GATE = 0, 1, 2
+
+
+class _Chain:
+    """Steps "RMSNorm -> int8 -> ternary GEMV -> epilogue" that one ``ryz_decode_steps`` call
+    runs in a single OpenMP region (kernels_c/decode_steps.c).  Built once per model: every
+    step reads and writes the model's preallocated buffers, so a call allocates nothing."""
+
+    def __init__(self, steps: list[tuple], kernel_index: int, ws: np.ndarray):
+        ffi = _native.ffi
+        self.count = len(steps)
+        self.c = ffi.new("ryz_decode_step[]", self.count)
+        self._keep = []
+        for c, (x, norm, xq, lin, out, epilogue) in zip(self.c, steps):
+            ptrs = {"in": _native.ptr(x, "float"), "norm": _native.ptr(norm, "float"),
+                    "xq": _native.ptr(xq, "signed char"), "packed": _native.ptr(lin.packed.data, "unsigned char"),
+                    "ws": _native.ptr(ws, "unsigned char"), "y": _native.ptr(lin.y, "int"),
+                    "row_scales": _native.ptr(lin.row_scales, "float"), "out": _native.ptr(out, "float")}
+            for field, value in ptrs.items():
+                setattr(c, field, value)
+            self._keep.append(ptrs)
+            c.kernel, c.M, c.K, c.ws_bytes, c.epilogue = kernel_index, lin.packed.M, lin.packed.K, ws.nbytes, epilogue
+
+    def run(self, eps: float, threads: int, seconds) -> None:
+        """Run the steps; ``seconds[0]`` += time in the GEMVs, ``seconds[1]`` += the rest."""
+        rc = _native.lib().ryz_decode_steps(self.c, self.count, eps, _MIN_ABSMAX, threads, seconds)
         if rc < 0:
-            _native.check(rc, f"ternary GEMV {self.M}x{self.K} ({self.packed.kernel})")
-
-    def dequant(self, x_scale: float, out, accumulate: bool = False) -> None:
-        """out (a cffi float pointer, M floats) = y * (row_scales / x_scale), or += that."""
-        _native.lib().ryz_dequant(self._yp, self._rsp, x_scale, self.M, out, int(accumulate))
-
-    def dequant_sqrelu_gate(self, x_scale: float, out) -> None:
-        """For the fused gate/up matrix: out (M/2 floats) = relu(gate)**2 * up."""
-        _native.lib().ryz_dequant_sqrelu_gate(self._yp, self._rsp, x_scale, self.M // 2, out)
+            _native.check(rc, "decode steps")
 
 
 def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
@@ -376,15 +378,15 @@ class Model:
         self._xh = np.zeros(cfg.hidden, np.int8)  # quantised activations, K = hidden
         self._xq = np.zeros(cfg.q_out, np.int8) if cfg.q_out != cfg.hidden else self._xh
         self._xf = np.zeros(cfg.ffn, np.int8)  # K = ffn
-        # float32 buffers of a step, each with the cffi pointer the fused C steps write through
+        # float32 buffers of a step, read and written by the C chains (_Chain)
         self._h = np.zeros(cfg.hidden, np.float32)  # the residual stream
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
         self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
-        self._p = {name: _native.ptr(getattr(self, "_" + name), "float") for name in ("h", "qkv", "a", "f")}
-        self._p.update({name: _native.ptr(getattr(self, "_" + name), "signed char") for name in ("xh", "xq", "xf")})
+        self._p = {"h": _native.ptr(self._h, "float"), "qkv": _native.ptr(self._qkv, "float"),
+                   "xh": _native.ptr(self._xh, "signed char")}
         self._scale = _native.ffi.new("float *")
-        xbuf = {"qkv": self._xh, "o": self._xq, "gate_up": self._xh, "down": self._xf}
+        self._seconds = _native.ffi.new("double[2]")
 
         self.layers = []
         for layer in range(cfg.layers):
@@ -392,10 +394,23 @@ class Model:
             for name, w, wscales in _layer_weights(cfg, seed, layer):
                 packed = pack(w, k.name)
                 del w
-                L[name] = _Gemv(packed, _row_scales(cfg, name, wscales), xbuf[name], self._ws)
+                L[name] = _Linear(packed, _row_scales(cfg, name, wscales))
             L.update(_norm_weights(cfg, seed, layer))
-            L["norm_p"] = {n: _native.ptr(L[n], "float") for n in ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")}
             self.layers.append(L)
+        # What runs between two attentions, as one C call each: layer 0's qkv; then per layer
+        # its o, gate|up and down and the next layer's qkv.
+        def qkv(L):
+            return (self._h, L["attn_norm"], self._xh, L["qkv"], self._qkv, _STORE)
+
+        def after_attention(L):
+            return [(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, _ACCUMULATE),
+                    (self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, _SQRELU_GATE),
+                    (self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, _ACCUMULATE)]
+
+        chains = [[qkv(self.layers[0])]]
+        chains += [after_attention(L) + ([qkv(nxt)] if nxt else [])
+                   for L, nxt in zip(self.layers, self.layers[1:] + [None])]
+        self._chains = [_Chain(c, k.index, self._ws) for c in chains]
         self.final_norm = _final_norm_weight(cfg, seed)
         self._final_norm_p = _native.ptr(self.final_norm, "float")
 
@@ -404,6 +419,7 @@ class Model:
         self.v_cache = np.zeros(shape, dtype=np.float32)
         self._scores = np.zeros((cfg.kv_heads, cfg.group, max_context), dtype=np.float32)
         self.cos, self.sin = rope_tables(cfg, max_context)
+        self._cos_p, self._sin_p = _native.ptr(self.cos, "float"), _native.ptr(self.sin, "float")
         self._head_ws = np.zeros(cfg.hidden + 256, dtype=np.uint8)
         self._logits_int = np.empty(cfg.vocab, dtype=np.int32)
         self._head_p = (_native.ptr(self.head.data, "unsigned char"), _native.ptr(self._xh, "signed char"),
@@ -485,39 +501,29 @@ class Model:
             raise RyzlabError(f"context is full: position {pos} = max_context {self.max_context}; "
                               "call reset() or generate the model with a larger max_context")
         perf = time.perf_counter
-        t_gemv = t_attn = 0.0
+        t_attn = 0.0
         eps = cfg.norm_eps
         kvh, g, hd, T = cfg.kv_heads, cfg.group, cfg.head_dim, pos + 1
         inv_sqrt_d = np.float32(1.0 / math.sqrt(hd))
-        cos, sin = self.cos[pos], self.sin[pos]
-        lib, p, scale = _native.lib(), self._p, self._scale
-
-        def norm_quant(x, weight, n, q) -> float:
-            """RMSNorm then int8 quantisation into q (fused in C); returns the scale."""
-            lib.ryz_rmsnorm_quant(x, weight, n, eps, _MIN_ABSMAX, q, scale)
-            return scale[0]
+        half = hd // 2
+        cos, sin = self._cos_p + pos * half, self._sin_p + pos * half  # row pos of the tables
+        lib, p, scale, seconds = _native.lib(), self._p, self._scale, self._seconds
+        seconds[0] = seconds[1] = 0.0
+        qkv = self._qkv
+        q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
+        k = qkv[cfg.q_out:cfg.q_out + cfg.kv_out].reshape(kvh, hd)
+        v = qkv[cfg.q_out + cfg.kv_out:].reshape(kvh, hd)
+        qg = q.reshape(kvh, g, hd)
+        s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
 
         np.multiply(self.head.row(token), self.head.scales[token], out=self._h)
-        for li, L in enumerate(self.layers):
-            norms = L["norm_p"]
-            # attention
-            xs = norm_quant(p["h"], norms["attn_norm"], cfg.hidden, p["xh"])
-            t = perf()
-            L["qkv"].run(threads)
-            t_gemv += perf() - t
-            L["qkv"].dequant(xs, p["qkv"])
-            qkv = self._qkv
-            q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
-            k = qkv[cfg.q_out:cfg.q_out + cfg.kv_out].reshape(kvh, hd)
-            v = qkv[cfg.q_out + cfg.kv_out:].reshape(kvh, hd)
-            _rope_(q, cos, sin)
-            _rope_(k, cos, sin)
+        self._chains[0].run(eps, threads, seconds)  # layer 0's qkv
+        for li in range(cfg.layers):
+            lib.ryz_rope(p["qkv"], cfg.heads + kvh, hd, cos, sin)  # q and k: consecutive heads
             t = perf()
             kc, vc = self.k_cache[li], self.v_cache[li]
             kc[:, pos, :] = k
             vc[:, pos, :] = v
-            qg = q.reshape(kvh, g, hd)
-            s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
             if T >= GEMV_SCORES_MIN_CONTEXT:
                 # one BLAS GEMV per query head streams its K rows: ~1.6x the bandwidth of a
                 # batched GEMM with 4 columns, ~2.8x that of q . K^T (cold cache, 1 thread)
@@ -533,24 +539,12 @@ class Model:
             s /= s.sum(axis=-1, keepdims=True)
             np.matmul(s, vc[:, :T, :], out=self._a.reshape(kvh, g, hd))  # heads * hd
             t_attn += perf() - t
-            xs = norm_quant(p["a"], norms["attn_sub_norm"], cfg.q_out, p["xq"])
-            t = perf()
-            L["o"].run(threads)
-            t_gemv += perf() - t
-            L["o"].dequant(xs, p["h"], accumulate=True)  # residual
-            # feed-forward
-            xs = norm_quant(p["h"], norms["ffn_norm"], cfg.hidden, p["xh"])
-            t = perf()
-            L["gate_up"].run(threads)
-            t_gemv += perf() - t
-            L["gate_up"].dequant_sqrelu_gate(xs, p["f"])
-            xs = norm_quant(p["f"], norms["ffn_sub_norm"], cfg.ffn, p["xf"])
-            t = perf()
-            L["down"].run(threads)
-            t_gemv += perf() - t
-            L["down"].dequant(xs, p["h"], accumulate=True)  # residual
+            # o (+ residual), gate|up, squared-ReLU gate, down (+ residual), next layer's qkv
+            self._chains[li + 1].run(eps, threads, seconds)
+        t_gemv = seconds[0]
 
-        xs = norm_quant(p["h"], self._final_norm_p, cfg.hidden, p["xh"])
+        lib.ryz_rmsnorm_quant(p["h"], self._final_norm_p, cfg.hidden, eps, _MIN_ABSMAX, p["xh"], scale)
+        xs = scale[0]
         t = perf()
         hw, hx, hy, hws = self._head_p
         rc = _native.lib().ryz_head_gemv(hw, cfg.vocab, cfg.hidden, hx, hy, hws, self._head_ws.nbytes, threads)

@@ -1,0 +1,75 @@
+/* decode_steps.c - a decode step's chains of "RMSNorm -> int8 -> ternary GEMV -> epilogue"
+ * in one OpenMP parallel region.
+ *
+ * Called one GEMV at a time from Python, a BitNet layer costs four thread wake-ups, four
+ * fork/joins and a dozen interpreter round trips, and DRAM idles through each of them.  Here
+ * the threads stay in one region for a whole chain (the model passes everything between two
+ * attention steps: o, gate|up, down and the next layer's qkv): thread 0 normalises, quantises
+ * and preps the activations, every thread streams its contiguous block of row tiles, and
+ * before each barrier a thread prefetches the head of its block of the next matrix, so that
+ * DRAM keeps working while thread 0 runs the epilogue and the next norm. */
+#include <omp.h>
+
+#include "registry.h"
+
+/* Longest chain: the model passes four steps. */
+#define MAX_STEPS 8
+
+static int check_step(const ryz_decode_step *s, int threads, const ryz_kernel_entry **k, ryz_args *a) {
+    if (!s->in || !s->norm || !s->row_scales || !s->out) return RYZ_EARG;
+    if (s->epilogue < 0 || s->epilogue > 2 || (s->epilogue == 2 && s->M % 2)) return RYZ_EARG;
+    return ryz_setup_args(s->kernel, s->packed, s->M, s->K, s->xq, 1, s->y, s->ws, s->ws_bytes,
+                          threads, RYZ_SCHED_BLOCKS, k, a);
+}
+
+static void epilogue(const ryz_decode_step *s, float x_scale) {
+    if (s->epilogue == 2)
+        ryz_dequant_sqrelu_gate(s->y, s->row_scales, x_scale, s->M / 2, s->out);
+    else
+        ryz_dequant(s->y, s->row_scales, x_scale, s->M, s->out, s->epilogue);
+}
+
+int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double min_absmax,
+                     int threads, double *seconds) {
+    if (!steps || count < 1 || count > MAX_STEPS || threads < 1 || !seconds) return RYZ_EARG;
+    const ryz_kernel_entry *k[MAX_STEPS];
+    ryz_args a[MAX_STEPS];
+    for (int i = 0; i < count; i++) {
+        int rc = check_step(&steps[i], threads, &k[i], &a[i]);
+        if (rc) return rc;
+    }
+    double gemv = 0.0;
+    const double start = ryz_now_seconds();
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        for (int i = 0; i < count; i++) {
+            const ryz_decode_step *s = &steps[i];
+            const int64_t tiles = ryz_row_tiles(k[i], &a[i]);
+            const int64_t b0 = tiles * t / T, b1 = tiles * (t + 1) / T;
+            float x_scale = 0.0f;
+            double t0 = 0.0;
+            if (i == 0) ryz_prefetch_block_head(k[i], &a[i], b0, b1);
+            if (t == 0) {
+                ryz_rmsnorm_quant(s->in, s->norm, s->K, eps, min_absmax, s->xq, &x_scale);
+                if (k[i]->prep) k[i]->prep(&a[i], 0, 1);
+            }
+            #pragma omp barrier
+            if (t == 0) t0 = ryz_now_seconds();
+            k[i]->run(&a[i], b0, b1, s->y, s->M, 0);
+            if (i + 1 < count) {
+                const int64_t n = ryz_row_tiles(k[i + 1], &a[i + 1]);
+                ryz_prefetch_block_head(k[i + 1], &a[i + 1], n * t / T, n * (t + 1) / T);
+            }
+            #pragma omp barrier
+            if (t == 0) {
+                gemv += ryz_now_seconds() - t0;
+                epilogue(s, x_scale);  /* the next step's norm reads out: same thread */
+            }
+        }
+    }
+    const double total = ryz_now_seconds() - start;
+    seconds[0] += gemv;
+    seconds[1] += total - gemv;
+    return RYZ_OK;
+}

@@ -1,0 +1,126 @@
+"""The C pieces of a decode step (kernels_c/decode_steps.c, decode_ops.c) against the same
+operations done one call at a time: a chain in one parallel region must give bit-identical
+results to norm -> ryzlab.gemm -> dequant, for every kernel and thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ryzlab
+from ryzlab import _native
+from ryzlab.kernels import limit_isa, resolve
+from ryzlab.model import _ACCUMULATE, _MIN_ABSMAX, _SQRELU_GATE, _STORE
+
+EPS = 1e-5
+
+
+def _ptr(a: np.ndarray):
+    return _native.ptr(a, {np.float32: "float", np.int8: "signed char", np.int32: "int",
+                           np.uint8: "unsigned char"}[a.dtype.type])
+
+
+def _steps(kernel: str, rng: np.random.Generator):
+    """A chain shaped like a layer's tail: h += o(norm h); f = gate(norm h); out = down(norm f),
+    with K and M that are no multiple of any block."""
+    hidden, ffn, out_rows = 301, 133, 57
+    h = rng.standard_normal(hidden).astype(np.float32)
+    f = np.zeros(ffn, np.float32)
+    out = np.zeros(out_rows, np.float32)
+    plan = [(h, hidden, h, _ACCUMULATE), (h, 2 * ffn, f, _SQRELU_GATE), (f, out_rows, out, _STORE)]
+    steps = []
+    for x, M, dest, epilogue in plan:
+        K = x.size
+        w = rng.integers(-1, 2, size=(M, K), dtype=np.int8)
+        steps.append({"in": x, "norm": (1 + 0.1 * rng.standard_normal(K)).astype(np.float32),
+                      "xq": np.zeros(K, np.int8), "packed": ryzlab.pack(w, kernel),
+                      "y": np.zeros(M, np.int32), "row_scales": rng.uniform(0.01, 0.1, M).astype(np.float32),
+                      "out": dest, "epilogue": epilogue})
+    return h, f, out, steps
+
+
+def _run_chain(kernel: str, steps: list[dict], threads: int, index: int | None = None) -> int:
+    lib, ffi = _native.lib(), _native.ffi
+    index = resolve(kernel).index if index is None else index
+    ws_bytes = max(lib.ryz_workspace_bytes(index, s["packed"].M, 1, s["packed"].K) for s in steps)
+    ws = np.zeros(ws_bytes, np.uint8)
+    c = ffi.new("ryz_decode_step[]", len(steps))
+    keep = []
+    for cs, s in zip(c, steps):
+        ptrs = {name: ffi.NULL if s[name] is None else _ptr(s[name])
+                for name in ("in", "norm", "xq", "y", "row_scales", "out")}
+        ptrs["packed"], ptrs["ws"] = _ptr(s["packed"].data), _ptr(ws)
+        keep.append(ptrs)
+        for name, p in ptrs.items():
+            setattr(cs, name, p)
+        cs.kernel, cs.M, cs.K, cs.ws_bytes, cs.epilogue = index, s["packed"].M, s["packed"].K, ws_bytes, s["epilogue"]
+    seconds = ffi.new("double[2]")
+    rc = lib.ryz_decode_steps(c, len(steps), EPS, _MIN_ABSMAX, threads, seconds)
+    if rc == 0:
+        assert seconds[0] >= 0 and seconds[1] >= 0
+    return rc
+
+
+def _run_separately(kernel: str, steps: list[dict]) -> None:
+    lib, ffi = _native.lib(), _native.ffi
+    scale = ffi.new("float *")
+    for s in steps:
+        K, M = s["packed"].K, s["packed"].M
+        assert lib.ryz_rmsnorm_quant(_ptr(s["in"]), _ptr(s["norm"]), K, EPS, _MIN_ABSMAX, _ptr(s["xq"]), scale) == 0
+        y = ryzlab.gemm(s["packed"], s["xq"][None, :], threads=1)[0].astype(np.int32)
+        if s["epilogue"] == _SQRELU_GATE:
+            assert lib.ryz_dequant_sqrelu_gate(_ptr(y), _ptr(s["row_scales"]), scale[0], M // 2, _ptr(s["out"])) == 0
+        else:
+            assert lib.ryz_dequant(_ptr(y), _ptr(s["row_scales"]), scale[0], M, _ptr(s["out"]),
+                                   int(s["epilogue"] == _ACCUMULATE)) == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chain_equals_separate_calls(kernel, threads):
+    h, f, out, steps = _steps(kernel, np.random.default_rng(threads))
+    h_ref, f_ref, out_ref, steps_ref = _steps(kernel, np.random.default_rng(threads))
+    assert _run_chain(kernel, steps, threads) == 0
+    _run_separately(kernel, steps_ref)
+    for got, want in ((h, h_ref), (f, f_ref), (out, out_ref)):
+        np.testing.assert_array_equal(got, want)
+    assert np.abs(out).max() > 0
+
+
+def test_chain_rejects_bad_steps():
+    kernel = resolve(None).name
+    rng = np.random.default_rng(0)
+    _, _, _, steps = _steps(kernel, rng)
+    lib, ffi = _native.lib(), _native.ffi
+    seconds = ffi.new("double[2]")
+    assert lib.ryz_decode_steps(ffi.NULL, 1, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    bad_epilogue = [dict(steps[0], epilogue=7)]
+    assert _run_chain(kernel, bad_epilogue, 1) < 0
+    odd_gate = [dict(steps[2], epilogue=_SQRELU_GATE)]  # 57 rows: no gate|up halves
+    assert _run_chain(kernel, odd_gate, 1) < 0
+    for name in ("in", "norm", "xq", "y", "row_scales", "out"):
+        assert _run_chain(kernel, [dict(steps[0], **{name: None})], 1) < 0, name
+
+
+def test_chain_refuses_kernel_the_cpu_lacks():
+    name = resolve(None).name
+    if resolve(name).isa == "scalar":
+        pytest.skip("the dispatched kernel is already baseline x86-64")
+    _, _, _, steps = _steps(name, np.random.default_rng(0))
+    index = resolve(name).index
+    with limit_isa("scalar"):
+        assert _run_chain(name, steps, 2, index) == -2  # RYZ_ECPU, not SIGILL
+
+
+def test_rope_matches_numpy_rotate_half():
+    lib = _native.lib()
+    rng = np.random.default_rng(5)
+    rows, d = 7, 128
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    ang = 37 * 500000.0 ** (-2.0 * np.arange(d // 2) / d)
+    c, s = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    x1, x2 = x[:, : d // 2], x[:, d // 2:]
+    want = np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+    assert lib.ryz_rope(_ptr(x), rows, d, _ptr(c), _ptr(s)) == 0
+    np.testing.assert_array_equal(x, want)
+    assert lib.ryz_rope(_ptr(x), rows, d - 1, _ptr(c), _ptr(s)) < 0

@@ -144,6 +144,38 @@ class ReadBench:
         return {**self.row, **s, "gbps": self.nbytes / s["median_s"] / 1e9}
 
 
+class ComputeBench:
+    """A compute probe (``kernels_c/probes.def``, e.g. ``mac_vpdpbusd_avx512``) on ``threads``
+    threads, calibrated, ready to sample alongside kernels (:func:`interleave`)."""
+
+    def __init__(self, probe: str, threads: int = 1, min_sample_s: float = MIN_SAMPLE_S):
+        lib, ffi = _native.lib(), _native.ffi
+        names = [_native.string(lib.ryz_probe_name(i)) for i in range(lib.ryz_probe_count())]
+        if probe not in names:
+            raise ValueError(f"unknown compute probe {probe!r}; known: {', '.join(names)}")
+        index = names.index(probe)
+        self._seconds, self._ops = ffi.new("double *"), ffi.new("double *")
+
+        def run(iters: int) -> float:
+            _native.check(lib.ryz_probe_run(index, threads, iters, self._seconds, self._ops), f"probe {probe}")
+            return self._seconds[0]
+
+        self._run = run
+        self.iters = _calibrate(run, 1000, min_sample_s)
+        run(self.iters)  # warm-up sample, discarded
+        self.row = {"probe": probe, "unit": _native.string(lib.ryz_probe_unit(index)), "threads": threads,
+                    "iters_per_sample": self.iters}
+
+    def sample(self) -> float:
+        """Seconds per operation (one int8 multiply-accumulate or one byte looked up) over one
+        calibrated sample, i.e. 1 / rate: a ratio of two samples is a speedup."""
+        return self._run(self.iters) / self._ops[0]
+
+    def summary(self, samples_s: list[float]) -> dict:
+        s = stats.summarize(samples_s)
+        return {**self.row, "spread": s["spread"], "unstable": s["unstable"], "gops": 1e-9 / s["median_s"]}
+
+
 def time_gemm(kernel: str | None, M: int, K: int, N: int = 1, threads: int = 1, schedule: str = "blocks",
               cold: bool | None = None, samples: int = 10, min_sample_s: float = MIN_SAMPLE_S,
               seed: int = 0) -> Timing:

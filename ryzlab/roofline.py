@@ -11,15 +11,14 @@ one byte looked up).
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Sequence
 
 import pandas as pd
 
-from . import _native, results, stats
+from . import _native, results
 from .context import cache_sizes, cpu_model, physical_cores
-from .harness import MIN_SAMPLE_S, read_bandwidth
+from .harness import ComputeBench, read_bandwidth
 
 
 def machine_id() -> str:
@@ -28,20 +27,10 @@ def machine_id() -> str:
     return f"{os.uname().nodename}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def _probe_rate(index: int, threads: int, samples: int) -> dict:
-    lib, ffi = _native.lib(), _native.ffi
-    seconds, ops = ffi.new("double *"), ffi.new("double *")
-
-    def run(iters: int) -> float:
-        _native.check(lib.ryz_probe_run(index, threads, iters, seconds, ops), "compute probe")
-        return seconds[0]
-
-    iters = 1000
-    while (t := run(iters)) < MIN_SAMPLE_S:
-        iters = math.ceil(iters * 1.3 * MIN_SAMPLE_S / max(t, 1e-9))
-    rates = [ops[0] / run(iters) / 1e9 for _ in range(samples)]
-    summary = stats.summarize([1.0 / r for r in rates])
-    return {"value": 1.0 / summary["median_s"], "spread": summary["spread"], "unstable": summary["unstable"]}
+def _probe_rate(probe: str, threads: int, samples: int) -> dict:
+    bench = ComputeBench(probe, threads)
+    r = bench.summary([bench.sample() for _ in range(samples)])
+    return {"value": r["gops"], "spread": r["spread"], "unstable": r["unstable"]}
 
 
 def measure(threads: Sequence[int] | None = None, samples: int = 10) -> pd.DataFrame:
@@ -60,7 +49,7 @@ def measure(threads: Sequence[int] | None = None, samples: int = 10) -> pd.DataF
                 continue
             name = _native.string(lib.ryz_probe_name(i))
             rows.append({"probe": name, "kind": "compute", "level": name.rsplit("_", 1)[-1], "threads": t,
-                         "unit": "Gop/s", **_probe_rate(i, t, samples)})
+                         "unit": "Gop/s", **_probe_rate(name, t, samples)})
     return pd.DataFrame(rows)
 
 

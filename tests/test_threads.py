@@ -88,3 +88,19 @@ def test_default_threads_follows_the_core_count(small, spy, monkeypatch):
     assert api.default_threads() == 5
     np.testing.assert_array_equal(ryzlab.gemm(w, x), reference.gemm(w, x))
     assert spy.threads == [5]
+
+
+def test_compute_bench_samples_seconds_per_op():
+    """The probe a GEMM's scaling is compared with (notebook 03): samples are seconds per op,
+    so 1-thread / t-thread samples is a speedup; unknown probes are refused by name."""
+    from ryzlab import harness
+
+    lib = _native.lib()
+    names = [_native.string(lib.ryz_probe_name(i)) for i in range(lib.ryz_probe_count())
+             if lib.ryz_probe_supported(i)]
+    if not names:
+        pytest.skip("no compute probe runs on this CPU")
+    per = harness.interleave({t: harness.ComputeBench(names[0], t, min_sample_s=0.001) for t in (1, 2)}, 3)
+    assert all(0 < s < 1e-6 for samples in per.values() for s in samples)
+    with pytest.raises(ValueError, match="known:"):
+        harness.ComputeBench("no_such_probe")

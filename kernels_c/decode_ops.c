@@ -25,8 +25,8 @@ static inline double round_even(double v) {
 int ryz_rmsnorm_quant(const float *restrict x, const float *restrict w, long long n, double eps,
                       double min_absmax, signed char *restrict q, float *restrict scale) {
     if (!x || !w || !q || !scale || n < 1) return RYZ_EARG;
-    /* Eight independent partial sums and maxima: the loops vectorise and their add and max
-     * chains pipeline (a single accumulator made this function 5 us at n = 2560). */
+    /* Eight independent partial sums: the loop vectorises and its add chains pipeline (one
+     * double accumulator is a serial chain of dependent adds). */
     double ss[8] = {0};
     long long i = 0;
     for (; i + 8 <= n; i += 8)

@@ -3,7 +3,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "registry.h"
 
@@ -135,12 +134,6 @@ int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
     ryz_args a;
     int rc = ryz_setup_args(kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
     return rc ? rc : gemm_once(k, &a, (int32_t *)y, threads, schedule);
-}
-
-double ryz_now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* The timing loop: iters products, cycling through nbufs copies of the packed weights so that

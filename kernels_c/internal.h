@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <xmmintrin.h>
 
 enum {
@@ -69,6 +70,13 @@ typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
 #endif
 static inline void ryz_prefetch(const void *p) {
     if (RYZ_PREFETCH_BYTES > 0) _mm_prefetch((const char *)p + RYZ_PREFETCH_BYTES, RYZ_PREFETCH_HINT);
+}
+
+/* Monotonic wall time in seconds: every timing in the library (bench loop, probes, decode steps). */
+static inline double ryz_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }

@@ -1,6 +1,5 @@
 /* probe.c - the compute-probe registry (probes.def) and its threaded, timed entry point. */
 #include <omp.h>
-#include <time.h>
 
 #include "internal.h"
 #include "ryzlab.h"
@@ -33,12 +32,10 @@ int ryz_probe_run(int i, int threads, long long iters, double *seconds, double *
     if (!ryz_probe_supported(i)) return RYZ_ECPU;
     if (threads < 1 || iters < 1 || !seconds || !ops) return RYZ_EARG;
     int64_t total = 0;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    const double start = ryz_now_seconds();
     #pragma omp parallel num_threads(threads) reduction(+ : total)
     total += probes[i].run(iters);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    *seconds = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    *seconds = ryz_now_seconds() - start;
     *ops = (double)total;
     return RYZ_OK;
 }

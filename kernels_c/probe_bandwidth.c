@@ -4,7 +4,6 @@
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 #include "ryzlab.h"
@@ -25,16 +24,14 @@ int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
     if (!buf || bytes < 64 * threads || threads < 1 || passes < 1 || !seconds || !checksum)
         return RYZ_EARG;
     uint64_t total = 0;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    const double start = ryz_now_seconds();
     #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t lo = bytes / 64 * t / T * 64, hi = bytes / 64 * (t + 1) / T * 64;
         for (long long p = 0; p < passes; p++) total += sum_slice(buf + lo, hi - lo);
     }
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    *seconds = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    *seconds = ryz_now_seconds() - start;
     *checksum = total;
     return RYZ_OK;
 }

@@ -44,6 +44,5 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long M, long lo
                    int threads, int schedule, const ryz_kernel_entry **kout, ryz_args *a);
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a);
 void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1);
-double ryz_now_seconds(void);
 
 #endif

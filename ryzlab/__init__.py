@@ -7,12 +7,16 @@ Public API (numpy in, numpy out)::
     p = ryzlab.pack(w)               # w: int8 M x K in {-1, 0, 1}
     y = ryzlab.gemm(p, x)            # x: int8 N x K (or K); y: int32 N x M (or M), exact
     ryzlab.reference.gemm(w, x)      # the numpy oracle
+
+The package is layered by data flow, each layer importing only those before it:
+``core`` (kernels) -> ``model`` (the BitNet decoder) -> ``measure`` (timing, peers) ->
+``lab`` (runs, results, report) -> ``cli``.
 """
 
-from . import reference
-from .api import SCHEDULES, PackedWeights, gemm, pack
+from .core import reference
+from .core.kernels import KernelInfo, cpu_features, kernels, limit_isa, registry
+from .core.ops import SCHEDULES, PackedWeights, gemm, pack
 from .errors import KernelCallError, LibraryNotBuiltError, RyzlabError, UnsupportedKernelError
-from .kernels import KernelInfo, cpu_features, kernels, limit_isa, registry
 
 __all__ = [
     "SCHEDULES",

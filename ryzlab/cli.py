@@ -1,15 +1,15 @@
-"""``python -m ryzlab``: info, bench, and the workbench commands (run, report)."""
+"""``python -m ryzlab``: the top layer.  Every subcommand imports its modules only when it runs,
+so ``info`` and ``bench`` work without papermill or nbconvert importable."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import _native
 from .errors import RyzlabError
 
 
@@ -41,9 +41,39 @@ def int_at_least(low: int):
 _positive = int_at_least(1)
 
 
+_RUN_EPILOG = """\
+examples:
+  python -m ryzlab run                          all notebooks, default parameters
+  python -m ryzlab run --quick                  all notebooks, small sizes (minutes)
+  python -m ryzlab run 01 03_threads            two notebooks by name prefix or name
+  python -m ryzlab run notebooks/02_lut.ipynb   a notebook by path
+  python -m ryzlab run 03 -p threads "[1,2,4]" -p kernel lut_avx2
+  python -m ryzlab run 03 --sweep sweeps/threads.yaml
+
+-p values are read as YAML: 4 is an int, [1,2] a list, true a bool; quote to keep a
+string, e.g. -p tag "'01'".  A sweep file looks like
+  notebooks: [03]                      # optional; notebooks on the command line win
+  grid: {threads: [1, 2], kernel: [lut_avx2, mad_avx2]}   # Cartesian product, or
+  runs: [{threads: 1}, {threads: 2, kernel: mad_avx2}]   # explicit list
+and every combination becomes its own run.  Executed notebooks land in
+results/runs/<run_id>/; build the HTML report afterwards with `python -m ryzlab report`.
+"""
+
+
+def _lazy(module: str):
+    """A handler that imports ``module`` when the command runs and calls its ``cli(args)``."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return importlib.import_module(module).cli(args)
+
+    return handler
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    from .context import physical_cores, run_context
-    from .kernels import kernels, registry, resolve
+    from .core import native as _native
+    from .core.kernels import kernels, registry, resolve
+    from .core.topology import physical_cores
+    from .lab.record import run_context
 
     ctx = run_context()
     available = kernels()
@@ -83,8 +113,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .harness import ReadBench, time_gemm, time_gemm_vs_bandwidth
-    from .kernels import kernels
+    from .core.kernels import kernels
+    from .measure.harness import ReadBench, time_gemm, time_gemm_vs_bandwidth
 
     names = kernels() if args.kernel == "all" else [args.kernel]
     m, k = args.shape
@@ -155,17 +185,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bench)
 
-    # The workbench commands live with their modules; each adds its own subcommand.
-    for module in ("runner", "report", "decode"):
-        if importlib.util.find_spec(f"ryzlab.{module}") is not None:
-            importlib.import_module(f"ryzlab.{module}").add_cli(sub)
+    # The workbench commands: their modules (papermill, nbconvert, the model) load only when run.
+    p = sub.add_parser(
+        "run",
+        help="execute the experiment notebooks with papermill",
+        description="Execute notebooks (fresh kernel each, in order) and store the executed "
+        "copies under results/runs/<run_id>/.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                   help="path, name or name prefix (e.g. 01); default: all notebooks")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter (VALUE read as YAML); repeatable")
+    p.add_argument("--quick", action="store_true",
+                   help="pass quick=True: small sizes and few samples, for a fast check")
+    p.add_argument("--sweep", metavar="FILE", help="YAML sweep; one run per combination")
+    p.add_argument("--run-id", metavar="ID",
+                   help="run id to use (default: a new timestamped id)")
+    p.set_defaults(func=_lazy("ryzlab.lab.runner"))
+    p = sub.add_parser(
+        "report",
+        help="build the self-contained HTML report of a run",
+        description="Collect the outputs (figures, tables, text; no code) of a run's "
+        "executed notebooks, the fix-sequence summary and the machine context into one "
+        "HTML file.",
+        epilog="examples:\n  python -m ryzlab report\n"
+        "  python -m ryzlab report --run-id 20250101T120000.123Z-a1b2c3 --out /tmp/r.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run-id", metavar="ID",
+                   help="run to report (default: the latest run with executed notebooks)")
+    p.add_argument("--out", metavar="PATH", type=Path,
+                   help="output file (default: results/report.html)")
+    p.set_defaults(func=_lazy("ryzlab.lab.report"))
+
+    p = sub.add_parser(
+        "decode",
+        help="time greedy decode of a BitNet model shape (random weights) against its roofline",
+        description="Generate a BitNet b1.58 model with random weights, fill a synthetic KV cache of "
+        "--context positions, and time --tokens greedy decode steps after warm-up.  Prints tok/s, "
+        "bytes per token, the roofline from the DRAM read bandwidth measured in the same run at the "
+        "same thread count, and the per-op breakdown.",
+    )
+    p.add_argument("--model", default="bitnet-2b-4t", help="model shape: bitnet-2b-4t, bitnet-3b, bitnet-large, tiny (default bitnet-2b-4t)")
+    p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
+    p.add_argument("--tokens", type=_positive, default=16, help="timed tokens (default 16)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2,
+                   help=f"untimed tokens first (default {2})")
+    p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
+    p.add_argument("--context", type=int_at_least(0), default=0, help="synthetic KV-cache length to decode at (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_lazy("ryzlab.measure.decode"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench" and args.kernel is None:
-        from .kernels import resolve
+        from .core.kernels import resolve
 
         args.kernel = resolve(None).name
     try:

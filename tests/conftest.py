@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ryzlab
-from ryzlab.kernels import info as kernel_info
+from ryzlab.core.kernels import info as kernel_info
 
 ALL_KERNELS = [k.name for k in ryzlab.registry()]
 #: Under `make sanitize` everything runs ~10x slower; random sweeps shrink accordingly.

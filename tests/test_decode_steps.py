@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import ryzlab
-from ryzlab import _native
-from ryzlab.kernels import limit_isa, resolve
-from ryzlab.model import _ACCUMULATE, _MIN_ABSMAX, _SQRELU_GATE, _STORE
+from ryzlab.core import native as _native
+from ryzlab.core.kernels import limit_isa, resolve
+from ryzlab.model.decoder import _ACCUMULATE, _SQRELU_GATE, _STORE
+from ryzlab.model.ops import MIN_ABSMAX as _MIN_ABSMAX
 
 EPS = 1e-5
 

@@ -11,7 +11,7 @@ import pytest
 
 import ryzlab
 from ryzlab import reference
-from ryzlab.kernels import info, registry, resolve
+from ryzlab.core.kernels import info, registry, resolve
 
 REQUIRED_FEATURES = {"avx2", "avx512f", "avx512bw", "avx512vnni", "avx512vbmi"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ryzlab
-from ryzlab import head
+from ryzlab.core import head
 
 
 def _case(rng, M, K):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import ryzlab
-from ryzlab import legacy, reference
+from ryzlab import reference
+from ryzlab.core import legacy
 
 BROKEN = [legacy.sign_bit_table_gemm, legacy.broadcast_gemm, legacy.guide_fix_gemm]
 

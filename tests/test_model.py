@@ -20,10 +20,14 @@ import numpy as np
 import pytest
 
 import ryzlab
-from ryzlab import cli, quant
-from ryzlab import model as model_mod
+from ryzlab.core import native as _native_mod
+from ryzlab import cli
+from ryzlab.core import quant
+from ryzlab.model import decoder as model_mod
 from ryzlab.errors import RyzlabError
-from ryzlab.model import _MIN_ABSMAX, CONFIGS, TERNARY_PROBABILITIES, Model, _rmsnorm, random_ternary
+from ryzlab.model.ops import MIN_ABSMAX as _MIN_ABSMAX, rmsnorm as _rmsnorm
+from ryzlab.model import CONFIGS, Model
+from ryzlab.model.weights import TERNARY_PROBABILITIES, random_ternary
 
 RTOL = 1e-4
 STEPS = 32
@@ -85,7 +89,7 @@ def test_generate_tokens_is_greedy_and_matches_reference():
 
 
 def _f32(a):
-    return ryzlab._native.ptr(a, "float")
+    return _native_mod.ptr(a, "float")
 
 
 def test_fused_norm_quant_matches_numpy():
@@ -93,7 +97,7 @@ def test_fused_norm_quant_matches_numpy():
     squares is accumulated in double in C and in float32 by numpy's dot, so the norm factor,
     and with it the scale, may differ by a few float32 ulps (relative 1e-6), and an int8 value
     by one, rarely."""
-    lib, ffi = ryzlab._native.lib(), ryzlab._native.ffi
+    lib, ffi = _native_mod.lib(), _native_mod.ffi
     rng = np.random.default_rng(0)
     scale = ffi.new("float *")
     cases = [rng.standard_normal(257).astype(np.float32) * s for s in (1e-7, 1e-3, 1.0, 1e3)]
@@ -101,7 +105,7 @@ def test_fused_norm_quant_matches_numpy():
     for x in cases:
         w = (1 + 0.02 * rng.standard_normal(x.size)).astype(np.float32)
         q = np.empty(x.size, np.int8)
-        lib.ryz_rmsnorm_quant(_f32(x), _f32(w), x.size, 1e-5, _MIN_ABSMAX, ryzlab._native.ptr(q, "signed char"), scale)
+        lib.ryz_rmsnorm_quant(_f32(x), _f32(w), x.size, 1e-5, _MIN_ABSMAX, _native_mod.ptr(q, "signed char"), scale)
         q_ref, s_ref = quant.quantize_activations(_rmsnorm(x, w, 1e-5))
         assert abs(scale[0] - float(s_ref)) <= 1e-6 * float(s_ref)
         diff = np.abs(q.astype(int) - q_ref)
@@ -109,7 +113,7 @@ def test_fused_norm_quant_matches_numpy():
 
 
 def test_fused_dequant_steps_are_bit_exact():
-    lib = ryzlab._native.lib()
+    lib = _native_mod.lib()
     rng = np.random.default_rng(1)
     n = 301
     y = rng.integers(-(2**20), 2**20, 2 * n, dtype=np.int32)
@@ -117,16 +121,16 @@ def test_fused_dequant_steps_are_bit_exact():
     xs = np.float32(3.7)
     expected = y.astype(np.float32) * (rs / xs)
     out = np.empty(2 * n, np.float32)
-    lib.ryz_dequant(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(out), 0)
+    lib.ryz_dequant(_native_mod.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(out), 0)
     np.testing.assert_array_equal(out, expected)
     h = rng.standard_normal(2 * n).astype(np.float32)
     h_expected = h + expected
-    lib.ryz_dequant(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(h), 1)
+    lib.ryz_dequant(_native_mod.ptr(y, "int"), _f32(rs), float(xs), 2 * n, _f32(h), 1)
     np.testing.assert_array_equal(h, h_expected)
     gate, up = expected[:n].copy(), expected[n:]
     np.maximum(gate, 0, out=gate)
     f = np.empty(n, np.float32)
-    lib.ryz_dequant_sqrelu_gate(ryzlab._native.ptr(y, "int"), _f32(rs), float(xs), n, _f32(f))
+    lib.ryz_dequant_sqrelu_gate(_native_mod.ptr(y, "int"), _f32(rs), float(xs), n, _f32(f))
     np.testing.assert_array_equal(f, gate * gate * up)
 
 

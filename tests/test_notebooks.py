@@ -22,7 +22,10 @@ import pandas as pd
 import papermill
 import pytest
 
-from ryzlab import report, results, roofline, runner
+from ryzlab.lab import report
+from ryzlab.lab import results
+from ryzlab.lab import roofline
+from ryzlab.lab import runner
 
 NOTEBOOKS = runner.discover()
 

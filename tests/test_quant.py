@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ryzlab import quant, reference
+from ryzlab import reference
+from ryzlab.core import quant
 
 
 def rel_err(approx: np.ndarray, exact: np.ndarray) -> float:

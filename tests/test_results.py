@@ -5,7 +5,9 @@ import time
 import pandas as pd
 import pytest
 
-from ryzlab import context, results
+from ryzlab.core import topology
+from ryzlab.lab import record as context
+from ryzlab.lab import results
 
 
 @pytest.fixture
@@ -126,10 +128,10 @@ def test_run_context_is_json_and_complete():
         assert key in ctx
     assert 1 <= ctx["physical_cores"] <= ctx["logical_cpus"]
     assert set(ctx["env"]) == {"OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "RYZLAB_KERNEL"}
-    assert context.last_level_cache_bytes() > 0
+    assert topology.last_level_cache_bytes() > 0
 
 
 @pytest.mark.parametrize(("text", "size"), [("32K", 32768), ("1024K", 1 << 20),
                                             ("32768K", 32 << 20), ("2M", 2 << 20)])
 def test_cache_size_parsing(text, size):
-    assert context._parse_size(text) == size
+    assert topology._parse_size(text) == size

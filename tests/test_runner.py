@@ -7,8 +7,9 @@ import json
 import nbformat
 import pytest
 
-from ryzlab import runner
-from ryzlab.runner import (
+from ryzlab.cli import build_parser
+from ryzlab.lab import runner
+from ryzlab.lab.runner import (
     NotebookExecutionError,
     expand_sweep,
     parse_parameters,
@@ -70,11 +71,9 @@ def test_failure_stops_and_names_the_notebook(tmp_path, root):
 
 
 def test_cli_parameters_are_yaml():
-    parser = argparse.ArgumentParser()
-    runner.add_cli(parser.add_subparsers())
-    args = parser.parse_args(["run", "01", "-p", "threads", "[1,2]", "-p", "kernel", "lut_avx2",
+    args = build_parser().parse_args(["run", "01", "-p", "threads", "[1,2]", "-p", "kernel", "lut_avx2",
                               "-p", "tag", "'01'", "-p", "scale", "0.5", "--quick"])
-    assert args.notebooks == ["01"] and args.quick and args.func is runner._cli
+    assert args.notebooks == ["01"] and args.quick
     assert parse_parameters(args.param) == {
         "threads": [1, 2], "kernel": "lut_avx2", "tag": "01", "scale": 0.5,
     }

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ryzlab.stats import UNSTABLE_SPREAD, summarize
+from ryzlab.measure.stats import UNSTABLE_SPREAD, summarize
 
 
 def test_known_samples():

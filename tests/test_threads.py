@@ -7,7 +7,10 @@ import pytest
 from conftest import problem
 
 import ryzlab
-from ryzlab import _native, api, context, reference
+from ryzlab import reference
+from ryzlab.core import native as _native
+from ryzlab.core import ops as api
+from ryzlab.core import topology as context
 
 
 @pytest.fixture
@@ -93,7 +96,7 @@ def test_default_threads_follows_the_core_count(small, spy, monkeypatch):
 def test_compute_bench_samples_seconds_per_op():
     """The probe a GEMM's scaling is compared with (notebook 03): samples are seconds per op,
     so 1-thread / t-thread samples is a speedup; unknown probes are refused by name."""
-    from ryzlab import harness
+    from ryzlab.measure import harness
 
     lib = _native.lib()
     names = [_native.string(lib.ryz_probe_name(i)) for i in range(lib.ryz_probe_count())

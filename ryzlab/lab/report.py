@@ -140,7 +140,8 @@ def build_report(
     return results.atomic_write_text(path, html)
 
 
-def _cli(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    """The ``report`` command (parser in ryzlab.cli)."""
     try:
         path = build_report(args.run_id, args.out)
     except (FileNotFoundError, ValueError) as exc:
@@ -148,23 +149,3 @@ def _cli(args: argparse.Namespace) -> int:
         return 1
     print(path)
     return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``report`` subcommand; its handler is ``args.func(args) -> exit code``."""
-    p = subparsers.add_parser(
-        "report",
-        help="build the self-contained HTML report of a run",
-        description="Collect the outputs (figures, tables, text; no code) of a run's "
-        "executed notebooks, the fix-sequence summary and the machine context into one "
-        "HTML file.",
-        epilog="examples:\n  python -m ryzlab report\n"
-        "  python -m ryzlab report --run-id 20250101T120000.123Z-a1b2c3 --out /tmp/r.html",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--run-id", metavar="ID",
-                   help="run to report (default: the latest run with executed notebooks)")
-    p.add_argument("--out", metavar="PATH", type=Path,
-                   help="output file (default: results/report.html)")
-    p.set_defaults(func=_cli)
-    return p

@@ -26,10 +26,10 @@ from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
 from . import results
-from .context import run_context
-from .errors import RyzlabError
+from .record import run_context
+from ..errors import RyzlabError
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL_NAME = "python3"
 """Jupyter kernel papermill starts.  jupyter_client runs the ``python3`` kernelspec with the
 interpreter that runs papermill, so notebooks see the same environment as the runner."""
@@ -203,26 +203,8 @@ def run_notebooks(
     return executed
 
 
-_EPILOG = """\
-examples:
-  python -m ryzlab run                          all notebooks, default parameters
-  python -m ryzlab run --quick                  all notebooks, small sizes (minutes)
-  python -m ryzlab run 01 03_threads            two notebooks by name prefix or name
-  python -m ryzlab run notebooks/02_lut.ipynb   a notebook by path
-  python -m ryzlab run 03 -p threads "[1,2,4]" -p kernel lut_avx2
-  python -m ryzlab run 03 --sweep sweeps/threads.yaml
-
--p values are read as YAML: 4 is an int, [1,2] a list, true a bool; quote to keep a
-string, e.g. -p tag "'01'".  A sweep file looks like
-  notebooks: [03]                      # optional; notebooks on the command line win
-  grid: {threads: [1, 2], kernel: [lut_avx2, mad_avx2]}   # Cartesian product, or
-  runs: [{threads: 1}, {threads: 2, kernel: mad_avx2}]   # explicit list
-and every combination becomes its own run.  Executed notebooks land in
-results/runs/<run_id>/; build the HTML report afterwards with `python -m ryzlab report`.
-"""
-
-
-def _cli(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    """The ``run`` command (parser in ryzlab.cli)."""
     try:
         executed = run_notebooks(
             args.notebooks or None,
@@ -235,26 +217,3 @@ def _cli(args: argparse.Namespace) -> int:
     for path in executed:
         print(path)
     return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``run`` subcommand; its handler is ``args.func(args) -> exit code``."""
-    p = subparsers.add_parser(
-        "run",
-        help="execute the experiment notebooks with papermill",
-        description="Execute notebooks (fresh kernel each, in order) and store the executed "
-        "copies under results/runs/<run_id>/.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
-                   help="path, name or name prefix (e.g. 01); default: all notebooks")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="set a notebook parameter (VALUE read as YAML); repeatable")
-    p.add_argument("--quick", action="store_true",
-                   help="pass quick=True: small sizes and few samples, for a fast check")
-    p.add_argument("--sweep", metavar="FILE", help="YAML sweep; one run per combination")
-    p.add_argument("--run-id", metavar="ID",
-                   help="run id to use (default: a new timestamped id)")
-    p.set_defaults(func=_cli)
-    return p

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .context import run_context
+from .record import run_context
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ryzlab import reference, validate
+from . import reference, validate
 
 #: A ternary GEMM: (int8 weights M x K, int8 activations N x K or K) -> int32 (N, M) or (M,).
 Gemm = Callable[[np.ndarray, np.ndarray], np.ndarray]

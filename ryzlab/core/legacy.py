@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ryzlab import reference, validate
+from . import reference, validate
 
 #: Activations per table group (the guide's ``config_.lookup_width``); 8 bits index 256 entries.
 LOOKUP_WIDTH: int = 8

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from . import _native, results
-from .context import cache_sizes, cpu_model, physical_cores
-from .harness import ComputeBench, read_bandwidth
+from ..core import native as _native
+from . import results
+from ..core.topology import cache_sizes, cpu_model, physical_cores
+from ..measure.harness import ComputeBench, read_bandwidth
 
 
 def machine_id() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from cffi import FFI
 
-from .errors import KernelCallError, LibraryNotBuiltError
+from ..errors import KernelCallError, LibraryNotBuiltError
 
 ffi = FFI()
 
@@ -24,7 +24,7 @@ ffi = FFI()
 def library_path() -> Path:
     """Path of the shared library that will be (or was) loaded."""
     env = os.environ.get("RYZLAB_LIB")
-    return Path(env) if env else Path(__file__).resolve().parent / "_lib" / "libryzlab.so"
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "_lib" / "libryzlab.so"
 
 
 @functools.cache

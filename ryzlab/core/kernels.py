@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import _native
-from .errors import UnsupportedKernelError
+from . import native as _native
+from ..errors import UnsupportedKernelError
 
 #: Feature sets kept by each ISA cap of :func:`limit_isa`.
 ISA_LEVELS: dict[str, tuple[str, ...]] = {

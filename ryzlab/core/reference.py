@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ryzlab import validate
+from . import validate
 
 #: Largest K whose int32 result cannot overflow: |y| <= 128 * K must stay <= 2**31 - 1.
 #: (At K = 2**24 exactly, 2**24 products of -128 and -1 sum to 2**31, one past int32.)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _native, validate
+from . import native as _native
+from . import validate
 from .kernels import KernelInfo, resolve
 
 #: Threading schedules of :func:`gemm`.  Only "blocks" is ryzlab's; the other two reproduce
@@ -73,7 +74,7 @@ def schedule_code(schedule: str) -> int:
 
 def default_threads() -> int:
     """Physical cores available to this process: the default thread count."""
-    from .context import physical_cores
+    from .topology import physical_cores
 
     return physical_cores()
 

@@ -33,12 +33,12 @@ import time
 
 import numpy as np
 
-from . import stats, validate
-from .cli import int_at_least
-from .context import physical_cores
+from ..core import validate
+from ..core.head import isa as head_isa
+from ..core.topology import physical_cores
+from ..model import TIMING_CATEGORIES, Model, get_config
+from . import stats
 from .harness import ReadBench
-from .head import isa as head_isa
-from .model import TIMING_CATEGORIES, Model, get_config
 
 DEFAULT_WARMUP = 2
 
@@ -163,7 +163,8 @@ def _print(r: dict) -> None:
                                        for c in TIMING_CATEGORIES))
 
 
-def _cli(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace) -> int:
+    """The ``decode`` command (parser in ryzlab.cli)."""
     r = measure_decode(args.model, threads=args.threads, tokens=args.tokens, kernel=args.kernel,
                        context=args.context, seed=args.seed, warmup=args.warmup)
     if args.json:
@@ -171,27 +172,3 @@ def _cli(args: argparse.Namespace) -> int:
     else:
         _print(r)
     return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from .model import CONFIGS
-
-    p = subparsers.add_parser(
-        "decode",
-        help="time greedy decode of a BitNet model shape (random weights) against its roofline",
-        description="Generate a BitNet b1.58 model with random weights, fill a synthetic KV cache of "
-        "--context positions, and time --tokens greedy decode steps after warm-up.  Prints tok/s, "
-        "bytes per token, the roofline from the DRAM read bandwidth measured in the same run at the "
-        "same thread count, and the per-op breakdown.",
-    )
-    p.add_argument("--model", default="bitnet-2b-4t", help=f"model shape: {', '.join(CONFIGS)} (default bitnet-2b-4t)")
-    p.add_argument("--threads", type=int_at_least(1), default=None, help="threads (default: physical cores)")
-    p.add_argument("--tokens", type=int_at_least(1), default=16, help="timed tokens (default 16)")
-    p.add_argument("--warmup", type=int_at_least(0), default=DEFAULT_WARMUP,
-                   help=f"untimed tokens first (default {DEFAULT_WARMUP})")
-    p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
-    p.add_argument("--context", type=int_at_least(0), default=0, help="synthetic KV-cache length to decode at (default 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cli)
-    return p

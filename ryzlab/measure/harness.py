@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _native, reference, stats
-from .api import pack, schedule_code
-from .context import last_level_cache_bytes
-from .errors import KernelCallError
-from .kernels import resolve
+from ..core import native as _native
+from ..core import reference
+from . import stats
+from ..core.ops import pack, schedule_code
+from ..core.topology import last_level_cache_bytes
+from ..errors import KernelCallError
+from ..core.kernels import resolve
 
 #: A sample lasts at least this long (seconds), so timer resolution and call jitter vanish.
 MIN_SAMPLE_S = 0.010

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _native, validate
+from . import native as _native
+from . import validate
 
 
 def isa() -> str:

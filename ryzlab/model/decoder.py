@@ -62,225 +62,26 @@ the step's wall time minus the other three, so the four add up to the step time)
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from . import _native, validate
-from .api import PackedWeights, pack
-from .errors import RyzlabError
-from .head import Int8Head
-from .kernels import resolve
+from ..core import native as _native
+from ..core import validate
+from ..core.head import Int8Head
+from ..core.kernels import resolve
+from ..core.ops import PackedWeights, pack
+from ..errors import RyzlabError
+from .config import Config, get_config
+from .ops import MIN_ABSMAX, blas_threads, check_token, rope_tables
+from .reference import ReferenceModel
+from .weights import _MATRIX_IDS, _final_norm_weight, _head_weights, _layer_weights, _norm_weights, _segments
 
-#: Random byte thresholds of the ternary weight map (see the module docstring).
-_ZERO_BELOW, _PLUS_BELOW = 80, 168
-#: Ternary weight probabilities of that map: P(-1), P(0), P(+1).
-TERNARY_PROBABILITIES = {-1: (256 - _PLUS_BELOW) / 256, 0: _ZERO_BELOW / 256, 1: (_PLUS_BELOW - _ZERO_BELOW) / 256}
-#: Largest model (in ternary weights) :meth:`Model.reference` keeps dense.
-REFERENCE_MAX_WEIGHTS = 20_000_000
 TIMING_CATEGORIES = ("ternary_gemv", "attention", "lm_head", "other")
 #: From this many cached positions on, attention scores use one GEMV per query head.
 GEMV_SCORES_MIN_CONTEXT = 128
 
-_NORM_EPS = 1e-5
-_QUANT_EPS = 1e-5  # as ryzlab.quant.quantize_activations
-
-
-@dataclass(frozen=True)
-class Config:
-    """Shape of a BitNet b1.58 decoder."""
-
-    name: str
-    hidden: int
-    ffn: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    rope_theta: float = 500000.0
-    norm_eps: float = _NORM_EPS
-
-    def __post_init__(self) -> None:
-        for f in ("hidden", "ffn", "layers", "heads", "kv_heads", "head_dim", "vocab"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Config.{f} must be a positive int, got {v!r}")
-        if self.head_dim % 2:
-            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
-
-    @property
-    def q_out(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def kv_out(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    @property
-    def group(self) -> int:
-        """Query heads per KV head."""
-        return self.heads // self.kv_heads
-
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """The four ternary matrices of one layer as packed (out x in), fused where fused."""
-        return {
-            "qkv": (self.q_out + 2 * self.kv_out, self.hidden),
-            "o": (self.hidden, self.q_out),
-            "gate_up": (2 * self.ffn, self.hidden),
-            "down": (self.hidden, self.ffn),
-        }
-
-    @property
-    def ternary_weights(self) -> int:
-        """Ternary weights in all layers."""
-        return self.layers * sum(m * k for m, k in self.linear_shapes().values())
-
-    def kv_bytes_per_position(self) -> int:
-        """Float32 KV-cache bytes one position occupies over all layers (keys and values)."""
-        return self.layers * 2 * self.kv_out * 4
-
-
-CONFIGS: dict[str, Config] = {
-    c.name: c
-    for c in (
-        Config("bitnet-2b-4t", hidden=2560, ffn=6912, layers=30, heads=20, kv_heads=5, head_dim=128,
-               vocab=128256, rope_theta=500000.0),
-        # The two 1bitLLM reproductions are Llama-shaped (RoPE theta 10000).
-        Config("bitnet-3b", hidden=3200, ffn=8640, layers=26, heads=32, kv_heads=32, head_dim=100,
-               vocab=32002, rope_theta=10000.0),
-        Config("bitnet-large", hidden=1536, ffn=4096, layers=24, heads=16, kv_heads=16, head_dim=96,
-               vocab=32002, rope_theta=10000.0),
-        # Test size: no K (200, 330, 50) is a multiple of 64, 128 or 256.
-        Config("tiny", hidden=200, ffn=330, layers=2, heads=4, kv_heads=2, head_dim=50, vocab=1000,
-               rope_theta=500000.0),
-    )
-}
-
-
-def get_config(config: Config | str) -> Config:
-    """A :class:`Config`, or the one named in :data:`CONFIGS`."""
-    if isinstance(config, Config):
-        return config
-    if isinstance(config, str) and config in CONFIGS:
-        return CONFIGS[config]
-    raise ValueError(f"unknown model {config!r}; choose one of: {', '.join(CONFIGS)}")
-
-
-# --------------------------------------------------------------------------- weights
-
-
-def _rng(seed: int, *path: int) -> np.random.Generator:
-    # One independent stream per matrix: the weights do not depend on generation order.
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *path])))
-
-
-def random_ternary(rng: np.random.Generator, M: int, K: int) -> np.ndarray:
-    """Random int8 (M, K) ternary weights with :data:`TERNARY_PROBABILITIES`."""
-    n = M * K
-    b = rng.bit_generator.random_raw((n + 7) // 8).view(np.uint8)[:n]
-    # 256-entry table as arithmetic: 2*(b < 168) - (b < 80) - 1  ->  0 / +1 / -1.
-    w = np.less(b, _PLUS_BELOW).view(np.int8) * np.int8(2)
-    w -= np.less(b, _ZERO_BELOW).view(np.int8)
-    w -= np.int8(1)
-    return w.reshape(M, K)
-
-
-def _weight_scale(rng: np.random.Generator, K: int) -> float:
-    return float(math.sqrt(2 / math.pi) / math.sqrt(K) * rng.uniform(0.9, 1.1))
-
-
-def _norm_weight(rng: np.random.Generator, n: int) -> np.ndarray:
-    return (1.0 + 0.02 * rng.standard_normal(n)).astype(np.float32)
-
-
-_MATRIX_IDS = {"qkv": 0, "o": 1, "gate_up": 2, "down": 3}
-_SEGMENTS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
-
-
-def _segments(cfg: Config, name: str) -> list[int]:
-    return {"qkv": [cfg.q_out, cfg.kv_out, cfg.kv_out], "o": [cfg.hidden],
-            "gate_up": [cfg.ffn, cfg.ffn], "down": [cfg.hidden]}[name]
-
-
-def _layer_weights(cfg: Config, seed: int, layer: int):
-    """Yield (name, int8 matrix, per-segment scales) for one layer, then the norm weights."""
-    for name, (M, K) in cfg.linear_shapes().items():
-        rng = _rng(seed, 1, layer, _MATRIX_IDS[name])
-        w = random_ternary(rng, M, K)
-        scales = [_weight_scale(rng, K) for _ in _SEGMENTS[name]]
-        yield name, w, scales
-
-
-def _norm_weights(cfg: Config, seed: int, layer: int) -> dict[str, np.ndarray]:
-    rng = _rng(seed, 2, layer)
-    return {"attn_norm": _norm_weight(rng, cfg.hidden), "attn_sub_norm": _norm_weight(rng, cfg.q_out),
-            "ffn_norm": _norm_weight(rng, cfg.hidden), "ffn_sub_norm": _norm_weight(rng, cfg.ffn)}
-
-
-def _head_weights(cfg: Config, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = _rng(seed, 0)
-    n = cfg.vocab * cfg.hidden
-    q = rng.bit_generator.random_raw((n + 7) // 8).view(np.int8)[:n].reshape(cfg.vocab, cfg.hidden)
-    np.maximum(q, np.int8(-127), out=q)  # symmetric range, as head.quantize_rows
-    scales = (rng.uniform(0.75, 1.25, cfg.vocab) * 4.0 / (127.0 * math.sqrt(cfg.hidden))).astype(np.float32)
-    return q, scales
-
-
-def _final_norm_weight(cfg: Config, seed: int) -> np.ndarray:
-    return _norm_weight(_rng(seed, 3), cfg.hidden)
-
-
-# --------------------------------------------------------------------------- float ops
-
-
-def _rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """``x / sqrt(mean(x*x) + eps) * weight``: float32 out, the mean in float64."""
-    x = x.astype(np.float32, copy=False)
-    r = np.float32(1.0 / math.sqrt(float(np.dot(x, x)) / x.size + eps))
-    y = x * r
-    y *= weight
-    return y
-
-
-#: The quantiser's lower bound on max|x|, as float32 (ryzlab.quant.quantize_activations).
-_MIN_ABSMAX = float(np.float32(_QUANT_EPS))
-
-
-def rope_tables(cfg: Config, max_context: int) -> tuple[np.ndarray, np.ndarray]:
-    """float32 cos and sin, shape (max_context, head_dim / 2), rotate-half convention."""
-    half = cfg.head_dim // 2
-    freqs = cfg.rope_theta ** (-np.arange(half, dtype=np.float64) * 2.0 / cfg.head_dim)
-    ang = np.arange(max_context, dtype=np.float64)[:, None] * freqs[None, :]
-    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- BLAS threads
-
-
-@functools.cache
-def _threadpools() -> ThreadpoolController:
-    # Inspecting the loaded libraries is the slow part: once per process (numpy's BLAS is
-    # loaded with numpy, before any model exists).
-    return ThreadpoolController()
-
-
-def blas_threads(n: int):
-    """Context manager: numpy's BLAS limited to ``n`` threads inside the block (restored after).
-
-    A decode step runs its numpy parts (attention, norms) on one thread: the BLAS thread pool
-    otherwise competes with the kernels' OpenMP threads (its idle workers spin), which on a
-    2-core machine made attention at context 2048 ~30x slower."""
-    return _threadpools().limit(limits=n, user_api="blas")
-
-
-# --------------------------------------------------------------------------- kernels
 
 
 class _Linear:
@@ -318,7 +119,7 @@ class _Chain:
 
     def run(self, eps: float, threads: int, seconds) -> None:
         """Run the steps; ``seconds[0]`` += time in the GEMVs, ``seconds[1]`` += the rest."""
-        rc = _native.lib().ryz_decode_steps(self.c, self.count, eps, _MIN_ABSMAX, threads, seconds)
+        rc = _native.lib().ryz_decode_steps(self.c, self.count, eps, MIN_ABSMAX, threads, seconds)
         if rc < 0:
             _native.check(rc, "decode steps")
 
@@ -327,15 +128,6 @@ def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
     return np.concatenate([np.full(n, s, dtype=np.float32) for n, s in zip(_segments(cfg, name), scales)])
 
 
-def _check_token(token: object, vocab: int) -> int:
-    if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
-        raise TypeError(f"token must be an int, got {type(token).__name__}")
-    if not 0 <= int(token) < vocab:
-        raise ValueError(f"token must be in [0, {vocab}), got {token}")
-    return int(token)
-
-
-# --------------------------------------------------------------------------- the model
 
 
 class Model:
@@ -494,7 +286,7 @@ class Model:
 
     def _step(self, token: int, threads: int, t_start: float) -> np.ndarray:
         cfg = self.config
-        token = _check_token(token, cfg.vocab)
+        token = check_token(token, cfg.vocab)
         threads = validate.positive_int(threads, "threads")
         pos = self.pos
         if pos >= self.max_context:
@@ -543,7 +335,7 @@ class Model:
             self._chains[li + 1].run(eps, threads, seconds)
         t_gemv = seconds[0]
 
-        lib.ryz_rmsnorm_quant(p["h"], self._final_norm_p, cfg.hidden, eps, _MIN_ABSMAX, p["xh"], scale)
+        lib.ryz_rmsnorm_quant(p["h"], self._final_norm_p, cfg.hidden, eps, MIN_ABSMAX, p["xh"], scale)
         xs = scale[0]
         t = perf()
         hw, hx, hy, hws = self._head_p
@@ -569,7 +361,7 @@ class Model:
         if not isinstance(prompt, (list, tuple)) or not prompt:
             raise ValueError("prompt must be a non-empty list of token ids")
         n = validate.positive_int(n, "n")
-        prompt = [_check_token(t, self.config.vocab) for t in prompt]
+        prompt = [check_token(t, self.config.vocab) for t in prompt]
         need = len(prompt) + n - 1
         if self.pos + need > self.max_context:
             raise RyzlabError(f"{len(prompt)} prompt tokens + {n} new ones need {need} positions from "
@@ -582,95 +374,3 @@ class Model:
             out.append(tok)
         return out
 
-
-class ReferenceModel:
-    """Float numpy twin of :class:`Model` with the same weights (dense, unfused), for tests.
-
-    Integer products are float64 matmuls of the same int8 activations (exact); the float ops
-    are the same (RMSNorm, per-token absmax quantisation via ryzlab.quant, float32 scaling),
-    written independently where that checks something: q, k, v, gate and up are separate
-    matrices, RoPE angles are computed on the fly in float64, attention loops over query
-    heads against a cache that grows by concatenation, the embedding comes from the dense
-    int8 head.
-    """
-
-    def __init__(self, cfg: Config, seed: int = 0, max_context: int = 2048):
-        from . import quant
-
-        if cfg.ternary_weights > REFERENCE_MAX_WEIGHTS:
-            raise ValueError(
-                f"the float reference keeps dense weights and is meant for small models: {cfg.name} has "
-                f"{cfg.ternary_weights:,} ternary weights (limit {REFERENCE_MAX_WEIGHTS:,}); use 'tiny'"
-            )
-        self._quantize = quant.quantize_activations
-        self.config, self.seed, self.max_context = cfg, seed, max_context
-        self.head_q, self.head_scales = _head_weights(cfg, seed)
-        self.layers = []
-        for layer in range(cfg.layers):
-            L: dict = {}
-            for name, w, scales in _layer_weights(cfg, seed, layer):
-                start = 0
-                for seg, n, s in zip(_SEGMENTS[name], _segments(cfg, name), scales):
-                    L[seg] = (w[start:start + n].astype(np.float64), np.float32(s))
-                    start += n
-            L.update(_norm_weights(cfg, seed, layer))
-            L["keys"] = np.zeros((0, cfg.kv_heads, cfg.head_dim), np.float32)
-            L["values"] = np.zeros((0, cfg.kv_heads, cfg.head_dim), np.float32)
-            self.layers.append(L)
-        self.final_norm = _final_norm_weight(cfg, seed)
-        self.pos = 0
-
-    def _linear(self, w_s, x_q: np.ndarray, x_scale: np.float32) -> np.ndarray:
-        w, s = w_s
-        y = w @ x_q.astype(np.float64)  # exact integers
-        return y.astype(np.float32) * (s / x_scale)
-
-    def _rope(self, x: np.ndarray, pos: int) -> np.ndarray:
-        d = x.shape[-1]
-        i = np.arange(d // 2, dtype=np.float64)
-        ang = pos * self.config.rope_theta ** (-2.0 * i / d)
-        c, s = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-        x1, x2 = x[:, : d // 2], x[:, d // 2:]
-        return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
-
-    def step(self, token: int, threads: int = 1) -> np.ndarray:
-        cfg, eps = self.config, self.config.norm_eps
-        token = _check_token(token, cfg.vocab)
-        if self.pos >= self.max_context:
-            raise RyzlabError(f"context is full: position {self.pos} = max_context {self.max_context}")
-        h = self.head_q[token].astype(np.float32) * self.head_scales[token]
-        for L in self.layers:
-            xq, xs = self._quantize(_rmsnorm(h, L["attn_norm"], eps))
-            q = self._rope(self._linear(L["q"], xq, xs).reshape(cfg.heads, cfg.head_dim), self.pos)
-            k = self._rope(self._linear(L["k"], xq, xs).reshape(cfg.kv_heads, cfg.head_dim), self.pos)
-            v = self._linear(L["v"], xq, xs).reshape(cfg.kv_heads, cfg.head_dim)
-            L["keys"] = np.concatenate([L["keys"], k[None]])
-            L["values"] = np.concatenate([L["values"], v[None]])
-            heads = []
-            for hq in range(cfg.heads):
-                kv = hq // cfg.group
-                s = (L["keys"][:, kv, :] @ q[hq]) * np.float32(1.0 / math.sqrt(cfg.head_dim))
-                p = np.exp(s - s.max())
-                p /= p.sum()
-                heads.append(p @ L["values"][:, kv, :])
-            a = np.concatenate(heads)
-            xq, xs = self._quantize(_rmsnorm(a, L["attn_sub_norm"], eps))
-            h = h + self._linear(L["o"], xq, xs)
-            xq, xs = self._quantize(_rmsnorm(h, L["ffn_norm"], eps))
-            gate, up = self._linear(L["gate"], xq, xs), self._linear(L["up"], xq, xs)
-            f = np.maximum(gate, 0) ** 2 * up
-            xq, xs = self._quantize(_rmsnorm(f, L["ffn_sub_norm"], eps))
-            h = h + self._linear(L["down"], xq, xs)
-        xq, xs = self._quantize(_rmsnorm(h, self.final_norm, eps))
-        logits = (self.head_q.astype(np.float64) @ xq.astype(np.float64)).astype(np.float32)
-        self.pos += 1
-        return logits * (self.head_scales / xs)
-
-    def generate_tokens(self, prompt: list[int], n: int, threads: int = 1) -> list[int]:
-        for t in prompt[:-1]:
-            self.step(t)
-        out, tok = [], prompt[-1]
-        for _ in range(n):
-            tok = int(np.argmax(self.step(tok)))
-            out.append(tok)
-        return out

@@ -4,7 +4,6 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "ryzlab.h"
 
 static const char *const feature_names[] = {
     "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni", "avx512vbmi",

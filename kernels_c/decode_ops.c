@@ -9,7 +9,6 @@
 #include <math.h>
 
 #include "internal.h"
-#include "ryzlab.h"
 
 /* Round half to even, as rint() in the default rounding mode, without a libm call per
  * element (baseline x86-64 has no SSE4.1 roundsd): adding 1.5 * 2^52 leaves no fraction

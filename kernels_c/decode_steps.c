@@ -17,13 +17,20 @@
 
 static int check_step(const ryz_decode_step *s, int threads, const ryz_kernel_entry **k, ryz_args *a) {
     if (!s->in || !s->norm || !s->row_scales || !s->out) return RYZ_EARG;
-    if (s->epilogue < 0 || s->epilogue > 2 || (s->epilogue == 2 && s->M % 2)) return RYZ_EARG;
-    return ryz_setup_args(s->kernel, s->packed, s->M, s->K, s->xq, 1, s->y, s->ws, s->ws_bytes,
-                          threads, RYZ_SCHED_BLOCKS, k, a);
+    if (s->epilogue < RYZ_EPI_STORE || s->epilogue > RYZ_EPI_SQRELU_GATE ||
+        (s->epilogue == RYZ_EPI_SQRELU_GATE && s->M % 2))
+        return RYZ_EARG;
+    int rc = ryz_setup_args(s->kernel, s->packed, s->packed_bytes, s->M, s->K, s->xq, s->xq_len, 1, s->y,
+                            s->y_len * (long long)sizeof(int), s->ws, s->ws_bytes, threads, RYZ_SCHED_BLOCKS, k, a);
+    if (rc) return rc;
+    const long long out_need = s->epilogue == RYZ_EPI_SQRELU_GATE ? s->M / 2 : s->M;
+    if (s->in_len < s->K || s->norm_len < s->K || s->row_scales_len < s->M || s->out_len < out_need)
+        return RYZ_EWS;
+    return RYZ_OK;
 }
 
 static void epilogue(const ryz_decode_step *s, float x_scale) {
-    if (s->epilogue == 2)
+    if (s->epilogue == RYZ_EPI_SQRELU_GATE)
         ryz_dequant_sqrelu_gate(s->y, s->row_scales, x_scale, s->M / 2, s->out);
     else
         ryz_dequant(s->y, s->row_scales, x_scale, s->M, s->out, s->epilogue);

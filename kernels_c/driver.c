@@ -13,21 +13,35 @@ static void padded_dims(const ryz_kernel_entry *k, int64_t M, int64_t K, int64_t
     *Kp = ryz_round_up(K, format_of(k)->k_align);
 }
 
+/* Sizes every entry point accepts: RYZ_EARG below 1, RYZ_ELIMIT above the ABI's limits. */
+int ryz_check_sizes(long long M, long long N, long long K) {
+    if (M < 1 || N < 1 || K < 1) return RYZ_EARG;
+    if (M > RYZ_MAX_MN || N > RYZ_MAX_MN || K > RYZ_MAX_K) return RYZ_ELIMIT;
+    return RYZ_OK;
+}
+
+int ryz_check_threads(int threads) {
+    return threads < 1 ? RYZ_EARG : threads > RYZ_MAX_THREADS ? RYZ_ELIMIT : RYZ_OK;
+}
+
 long long ryz_packed_bytes(int kernel, long long M, long long K) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
     if (!k) return RYZ_EKERNEL;
-    if (M < 1 || K < 1) return RYZ_EARG;
+    int rc = ryz_check_sizes(M, 1, K);
+    if (rc) return rc;
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
     return (long long)(Mp * Kp * (int64_t)format_of(k)->bits / 8);
 }
 
-int ryz_pack(int kernel, const signed char *w, long long M, long long K,
+int ryz_pack(int kernel, const signed char *w, long long w_bytes, long long M, long long K,
              unsigned char *out, long long out_bytes) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
     if (!k) return RYZ_EKERNEL;
-    if (!w || !out || M < 1 || K < 1) return RYZ_EARG;
-    if (out_bytes < ryz_packed_bytes(kernel, M, K)) return RYZ_EWS;
+    int rc = ryz_check_sizes(M, 1, K);
+    if (rc) return rc;
+    if (!w || !out) return RYZ_EARG;
+    if (w_bytes < M * K || out_bytes < ryz_packed_bytes(kernel, M, K)) return RYZ_EWS;
     for (int64_t i = 0; i < (int64_t)M * K; i++)
         if (w[i] < -1 || w[i] > 1) return RYZ_EVALUE;
     int64_t Mp, Kp;
@@ -40,7 +54,8 @@ int ryz_pack(int kernel, const signed char *w, long long M, long long K,
 long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
     if (!k) return RYZ_EKERNEL;
-    if (M < 1 || N < 1 || K < 1) return RYZ_EARG;
+    int rc = ryz_check_sizes(M, N, K);
+    if (rc) return rc;
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
     return (long long)(N * k->ws_stride(Kp) + 64);
@@ -109,14 +124,20 @@ static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
     return failed ? RYZ_ENOMEM : RYZ_OK;
 }
 
-int ryz_setup_args(int kernel, const unsigned char *packed, long long M, long long K,
-                 const signed char *x, long long N, int *y, unsigned char *ws, long long ws_bytes,
-                 int threads, int schedule, const ryz_kernel_entry **kout, ryz_args *a) {
+int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_bytes, long long M, long long K,
+                   const signed char *x, long long x_bytes, long long N, int *y, long long y_bytes,
+                   unsigned char *ws, long long ws_bytes, int threads, int schedule,
+                   const ryz_kernel_entry **kout, ryz_args *a) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
     if (!k) return RYZ_EKERNEL;
     if (!ryz_kernel_supported(kernel)) return RYZ_ECPU;
-    if (!packed || !x || !y || M < 1 || K < 1 || N < 1 || threads < 1) return RYZ_EARG;
+    int rc = ryz_check_sizes(M, N, K);
+    if (!rc) rc = ryz_check_threads(threads);
+    if (rc) return rc;
+    if (!packed || !x || !y) return RYZ_EARG;
     if (schedule < RYZ_SCHED_BLOCKS || schedule > RYZ_SCHED_CRITICAL) return RYZ_ESCHEDULE;
+    if (packed_bytes != ryz_packed_bytes(kernel, M, K)) return RYZ_EPACKED;
+    if (x_bytes < N * K || y_bytes < N * M * (int64_t)sizeof(int)) return RYZ_EWS;
     int64_t need = ryz_workspace_bytes(kernel, M, N, K);
     if (need > 64 && (!ws || ws_bytes < need)) return RYZ_EWS;
     int64_t Mp, Kp;
@@ -127,27 +148,29 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long M, long lo
     return RYZ_OK;
 }
 
-int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
-             const signed char *x, long long N, int *y,
+int ryz_gemm(int kernel, const unsigned char *packed, long long packed_bytes, long long M, long long K,
+             const signed char *x, long long x_bytes, long long N, int *y, long long y_bytes,
              unsigned char *ws, long long ws_bytes, int threads, int schedule) {
     const ryz_kernel_entry *k;
     ryz_args a;
-    int rc = ryz_setup_args(kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    int rc = ryz_setup_args(kernel, packed, packed_bytes, M, K, x, x_bytes, N, y, y_bytes, ws, ws_bytes,
+                            threads, schedule, &k, &a);
     return rc ? rc : gemm_once(k, &a, (int32_t *)y, threads, schedule);
 }
 
 /* The timing loop: iters products, cycling through nbufs copies of the packed weights so that
  * their total can exceed the last-level cache (cold weights, as in decode). */
-int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
-              long long M, long long K, const signed char *x, long long N, int *y,
-              unsigned char *ws, long long ws_bytes, int threads, int schedule,
+int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs, long long packed_bytes,
+              long long M, long long K, const signed char *x, long long x_bytes, long long N,
+              int *y, long long y_bytes, unsigned char *ws, long long ws_bytes, int threads, int schedule,
               long long iters, double *seconds) {
     const ryz_kernel_entry *k;
     ryz_args a;
     if (!packed || nbufs < 1 || iters < 1 || !seconds) return RYZ_EARG;
     for (int i = 0; i < nbufs; i++)
         if (!packed[i]) return RYZ_EARG;
-    int rc = ryz_setup_args(kernel, packed[0], M, K, x, N, y, ws, ws_bytes, threads, schedule, &k, &a);
+    int rc = ryz_setup_args(kernel, packed[0], packed_bytes, M, K, x, x_bytes, N, y, y_bytes, ws, ws_bytes,
+                            threads, schedule, &k, &a);
     if (rc) return rc;
     double t0 = ryz_now_seconds();
     for (long long i = 0; i < iters && !rc; i++) {

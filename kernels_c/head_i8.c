@@ -13,8 +13,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "internal.h"
-#include "ryzlab.h"
+#include "registry.h"
 
 #define ROWS 4  /* also in head_i8_avx512vnni.c */
 
@@ -22,16 +21,34 @@ void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, in
 
 static int64_t kp_of(int64_t K) { return ryz_round_up(K, 64); }
 
-long long ryz_head_row_bytes(long long K) { return K < 1 ? RYZ_EARG : kp_of(K); }
+/* K < 2^16 keeps |sum(w * u)| <= 128 * 255 * K inside int32. */
+static int check_shape(long long M, long long K) {
+    if (M < 1 || K < 1) return RYZ_EARG;
+    return M > RYZ_MAX_MN || K >= 65536 ? RYZ_ELIMIT : RYZ_OK;
+}
+
+long long ryz_head_row_bytes(long long K) {
+    int rc = check_shape(1, K);
+    return rc ? rc : kp_of(K);
+}
+
+long long ryz_head_workspace_bytes(long long K) {
+    int rc = check_shape(1, K);
+    return rc ? rc : kp_of(K) + 64;  /* the offset activations, 64-byte aligned inside */
+}
 
 long long ryz_head_packed_bytes(long long M, long long K) {
-    if (M < 1 || K < 1 || K >= 65536) return RYZ_EARG;
+    int rc = check_shape(M, K);
+    if (rc) return rc;
     return ryz_round_up(M, ROWS) * kp_of(K) + 4 * M;
 }
 
-int ryz_head_pack(const signed char *w, long long M, long long K, unsigned char *out, long long out_bytes) {
-    if (!w || !out || ryz_head_packed_bytes(M, K) < 0) return RYZ_EARG;
-    if (out_bytes < ryz_head_packed_bytes(M, K)) return RYZ_EWS;
+int ryz_head_pack(const signed char *w, long long w_bytes, long long M, long long K,
+                  unsigned char *out, long long out_bytes) {
+    int rc = check_shape(M, K);
+    if (rc) return rc;
+    if (!w || !out) return RYZ_EARG;
+    if (w_bytes < M * K || out_bytes < ryz_head_packed_bytes(M, K)) return RYZ_EWS;
     const int64_t Kp = kp_of(K), Mp = ryz_round_up(M, ROWS);
     memset(out, 0, (size_t)(Mp * Kp));
     int32_t *sums = (int32_t *)(out + Mp * Kp);
@@ -59,12 +76,17 @@ static int has_vnni(void) {
 
 const char *ryz_head_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
 
-/* ws: at least Kp + 64 bytes.  Rows are split into contiguous blocks, one per thread. */
-int ryz_head_gemv(const unsigned char *packed, long long M, long long K, const signed char *x,
-                  int *y, unsigned char *ws, long long ws_bytes, int threads) {
-    if (!packed || !x || !y || !ws || threads < 1 || ryz_head_packed_bytes(M, K) < 0) return RYZ_EARG;
+/* Rows are split into contiguous blocks, one per thread. */
+int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K,
+                  const signed char *x, long long x_bytes, int *y, long long y_bytes,
+                  unsigned char *ws, long long ws_bytes, int threads) {
+    int rc = check_shape(M, K);
+    if (!rc) rc = ryz_check_threads(threads);
+    if (rc) return rc;
+    if (!packed || !x || !y || !ws) return RYZ_EARG;
+    if (packed_bytes != ryz_head_packed_bytes(M, K)) return RYZ_EPACKED;
+    if (x_bytes < K || y_bytes < M * (int64_t)sizeof(int) || ws_bytes < ryz_head_workspace_bytes(K)) return RYZ_EWS;
     const int64_t Kp = kp_of(K), Mp = ryz_round_up(M, ROWS);
-    if (ws_bytes < Kp + 64) return RYZ_EWS;
     uint8_t *u = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     for (int64_t k = 0; k < Kp; k++) u[k] = (uint8_t)((k < K ? x[k] : 0) + 128);
     const int32_t *sums = (const int32_t *)(packed + Mp * Kp);

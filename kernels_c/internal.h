@@ -7,16 +7,8 @@
 #include <time.h>
 #include <xmmintrin.h>
 
-enum {
-    RYZ_OK = 0,
-    RYZ_EARG = -1,        /* a size or pointer argument is invalid */
-    RYZ_ECPU = -2,        /* the CPU (or the feature mask) lacks what the kernel needs */
-    RYZ_EWS = -3,         /* workspace or output buffer too small */
-    RYZ_EVALUE = -4,      /* a weight outside {-1, 0, 1} */
-    RYZ_EKERNEL = -5,     /* no kernel with that index */
-    RYZ_ESCHEDULE = -6,   /* unknown schedule */
-    RYZ_ENOMEM = -7,
-};
+#include "ryzlab.h"
+
 
 /* CPU feature bits (ryz_cpu_features).  Names in cpu.c. */
 enum {
@@ -31,13 +23,6 @@ enum {
 };
 #define RYZ_F_AVX512_BASE (RYZ_F_AVX512F | RYZ_F_AVX512BW | RYZ_F_AVX512VL | RYZ_F_AVX512DQ)
 
-/* Threading schedules of ryz_gemm.  Only RYZ_SCHED_BLOCKS is ours; the other two reproduce
- * the fix guide (priority 3) as measured "before" baselines. */
-enum {
-    RYZ_SCHED_BLOCKS = 0,     /* one contiguous block of row tiles per thread, no locks */
-    RYZ_SCHED_DYNAMIC1 = 1,   /* guide's original: schedule(dynamic, 1) over row tiles */
-    RYZ_SCHED_CRITICAL = 2,   /* guide's fix: dynamic grain M/(4T), private rows, critical write per row */
-};
 
 /* One call of a kernel.  x is the caller's N x K int8 activations; ws holds what the
  * kernel's prep made of them, token n at ws + n * ws_stride. */

@@ -1,8 +1,7 @@
 /* probe.c - the compute-probe registry (probes.def) and its threaded, timed entry point. */
 #include <omp.h>
 
-#include "internal.h"
-#include "ryzlab.h"
+#include "registry.h"
 
 #define RYZ_PROBE(name, feat, unit) int64_t ryz_probe_##name(int64_t iters);
 #include "probes.def"
@@ -30,7 +29,8 @@ int ryz_probe_supported(int i) {
 int ryz_probe_run(int i, int threads, long long iters, double *seconds, double *ops) {
     if (i < 0 || i >= N_PROBES) return RYZ_EKERNEL;
     if (!ryz_probe_supported(i)) return RYZ_ECPU;
-    if (threads < 1 || iters < 1 || !seconds || !ops) return RYZ_EARG;
+    if (ryz_check_threads(threads)) return ryz_check_threads(threads);
+    if (iters < 1 || !seconds || !ops) return RYZ_EARG;
     int64_t total = 0;
     const double start = ryz_now_seconds();
     #pragma omp parallel num_threads(threads) reduction(+ : total)

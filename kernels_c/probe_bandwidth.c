@@ -5,8 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "internal.h"
-#include "ryzlab.h"
+#include "registry.h"
 
 static uint64_t sum_slice(const uint8_t *p, int64_t bytes) {
     uint64_t acc[8] = {0};
@@ -21,7 +20,8 @@ static uint64_t sum_slice(const uint8_t *p, int64_t bytes) {
 
 int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
                        long long passes, double *seconds, unsigned long long *checksum) {
-    if (!buf || bytes < 64 * threads || threads < 1 || passes < 1 || !seconds || !checksum)
+    if (ryz_check_threads(threads)) return ryz_check_threads(threads);
+    if (!buf || bytes < 64 * threads || passes < 1 || !seconds || !checksum)
         return RYZ_EARG;
     uint64_t total = 0;
     const double start = ryz_now_seconds();

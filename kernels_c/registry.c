@@ -71,11 +71,13 @@ const char *ryz_error_string(int code) {
     case RYZ_OK: return "ok";
     case RYZ_EARG: return "invalid size or pointer argument";
     case RYZ_ECPU: return "this CPU lacks the instruction set the kernel needs";
-    case RYZ_EWS: return "workspace or output buffer too small";
+    case RYZ_EWS: return "a buffer is smaller than its sizes require";
     case RYZ_EVALUE: return "weight outside {-1, 0, 1}";
     case RYZ_EKERNEL: return "no such kernel";
     case RYZ_ESCHEDULE: return "unknown schedule";
     case RYZ_ENOMEM: return "out of memory";
+    case RYZ_ELIMIT: return "a size or thread count above the library's limits (K <= 2^23, M and N < 2^31, threads <= 1024)";
+    case RYZ_EPACKED: return "packed weights whose byte count does not match their kernel and shape";
     default: return "unknown error";
     }
 }

@@ -3,7 +3,6 @@
 #define RYZ_REGISTRY_H
 
 #include "internal.h"
-#include "ryzlab.h"
 
 #ifndef RYZ_CFLAGS
 #define RYZ_CFLAGS "unknown"
@@ -39,9 +38,12 @@ const ryz_kernel_entry *ryz_kernel_get(int index);
 
 /* The driver's pieces that other multi-step callers (decode_steps.c) reuse.  ryz_setup_args
  * checks a call's arguments (a RYZ_E* code) and fills the kernel's ryz_args. */
-int ryz_setup_args(int kernel, const unsigned char *packed, long long M, long long K,
-                   const signed char *x, long long N, int *y, unsigned char *ws, long long ws_bytes,
-                   int threads, int schedule, const ryz_kernel_entry **kout, ryz_args *a);
+int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_bytes, long long M, long long K,
+                   const signed char *x, long long x_bytes, long long N, int *y, long long y_bytes,
+                   unsigned char *ws, long long ws_bytes, int threads, int schedule,
+                   const ryz_kernel_entry **kout, ryz_args *a);
+int ryz_check_sizes(long long M, long long N, long long K);
+int ryz_check_threads(int threads);
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a);
 void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1);
 

@@ -1,9 +1,49 @@
 /* ryzlab.h - public ABI of libryzlab.
  *
  * This file is read verbatim by cffi (ryzlab/_native.py), so it holds declarations only:
- * no macros, no includes, no conditionals.  Sizes are in elements unless named *_bytes.
- * Every function that can fail returns 0 on success or a negative RYZ_E* code
- * (see ryz_error_string). */
+ * no macros, no includes, no conditionals; cffi takes the enums below as integer constants, so
+ * Python never restates them.  Sizes are in elements unless named *_bytes.  Every pointer comes
+ * with its length and the library checks it.  Every function that can fail returns 0 on success
+ * or a negative RYZ_E* code (see ryz_error_string). */
+
+enum {
+    RYZ_OK = 0,
+    RYZ_EARG = -1,        /* a size or pointer argument is invalid */
+    RYZ_ECPU = -2,        /* the CPU (or the feature mask) lacks what the kernel needs */
+    RYZ_EWS = -3,         /* a buffer is smaller than the sizes say it must be */
+    RYZ_EVALUE = -4,      /* a weight outside {-1, 0, 1} */
+    RYZ_EKERNEL = -5,     /* no kernel with that index */
+    RYZ_ESCHEDULE = -6,   /* unknown schedule */
+    RYZ_ENOMEM = -7,
+    RYZ_ELIMIT = -8,      /* a size or thread count above the limits below */
+    RYZ_EPACKED = -9,     /* packed weights whose byte count does not match their kernel and shape */
+};
+
+/* Limits every entry point enforces (RYZ_ELIMIT).  K: the exact result of a row is bounded by
+ * 128 * K and every kernel's int32 accumulators must hold their partial sums exactly; the
+ * tightest is mad_avx512vnni's top 2-bit field (64 * c * x, |.| <= 2^14 per product, 4 products
+ * per lane per 256 weights), exact up to K = 2^23.  M and N: 2^31 - 1 keeps every byte count
+ * well inside int64.  Threads: OpenMP would try to create any count it is given. */
+enum {
+    RYZ_MAX_K = 8388608,
+    RYZ_MAX_MN = 2147483647,
+    RYZ_MAX_THREADS = 1024,
+};
+
+/* Threading schedules of ryz_gemm.  Only RYZ_SCHED_BLOCKS is ours; the other two reproduce
+ * the fix guide (priority 3) as measured "before" baselines. */
+enum {
+    RYZ_SCHED_BLOCKS = 0,     /* one contiguous block of row tiles per thread, no locks */
+    RYZ_SCHED_DYNAMIC1 = 1,   /* guide's original: schedule(dynamic, 1) over row tiles */
+    RYZ_SCHED_CRITICAL = 2,   /* guide's fix: dynamic grain M/(4T), private rows, critical write per row */
+};
+
+/* Epilogues of a decode step (ryz_decode_step.epilogue). */
+enum {
+    RYZ_EPI_STORE = 0,
+    RYZ_EPI_ACCUMULATE = 1,
+    RYZ_EPI_SQRELU_GATE = 2,
+};
 
 typedef struct ryz_kernel_desc {
     const char *name;          /* e.g. "mad_avx512vnni" */
@@ -29,17 +69,21 @@ const char *ryz_error_string(int code);
 int ryz_omp_max_threads(void);
 
 long long ryz_packed_bytes(int kernel, long long M, long long K);
-int ryz_pack(int kernel, const signed char *w, long long M, long long K,
+int ryz_pack(int kernel, const signed char *w, long long w_bytes, long long M, long long K,
              unsigned char *out, long long out_bytes);
 long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K);
 
-int ryz_gemm(int kernel, const unsigned char *packed, long long M, long long K,
-             const signed char *x, long long N, int *y,
+/* packed_bytes must equal ryz_packed_bytes(kernel, M, K) (RYZ_EPACKED otherwise); x holds
+ * N x K int8 (x_bytes), y receives N x M int32 (y_bytes). */
+int ryz_gemm(int kernel, const unsigned char *packed, long long packed_bytes, long long M, long long K,
+             const signed char *x, long long x_bytes, long long N, int *y, long long y_bytes,
              unsigned char *ws, long long ws_bytes, int threads, int schedule);
 
-int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs,
-              long long M, long long K, const signed char *x, long long N, int *y,
-              unsigned char *ws, long long ws_bytes, int threads, int schedule,
+/* The timing loop: iters products, cycling through nbufs copies of the packed weights, each of
+ * packed_bytes. */
+int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs, long long packed_bytes,
+              long long M, long long K, const signed char *x, long long x_bytes, long long N,
+              int *y, long long y_bytes, unsigned char *ws, long long ws_bytes, int threads, int schedule,
               long long iters, double *seconds);
 
 int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
@@ -53,10 +97,13 @@ int ryz_probe_run(int index, int threads, long long iters, double *seconds, doub
 
 long long ryz_head_packed_bytes(long long M, long long K);
 long long ryz_head_row_bytes(long long K);
-int ryz_head_pack(const signed char *w, long long M, long long K, unsigned char *out, long long out_bytes);
+long long ryz_head_workspace_bytes(long long K);
+int ryz_head_pack(const signed char *w, long long w_bytes, long long M, long long K,
+                  unsigned char *out, long long out_bytes);
 const char *ryz_head_isa(void);
-int ryz_head_gemv(const unsigned char *packed, long long M, long long K, const signed char *x,
-                  int *y, unsigned char *ws, long long ws_bytes, int threads);
+int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K,
+                  const signed char *x, long long x_bytes, int *y, long long y_bytes,
+                  unsigned char *ws, long long ws_bytes, int threads);
 
 int ryz_rmsnorm_quant(const float *x, const float *w, long long n, double eps, double min_absmax,
                       signed char *q, float *scale);
@@ -70,19 +117,28 @@ int ryz_rope(float *x, long long rows, long long d, const float *cos, const floa
  * then with d[i] = y[i] * (row_scales[i] / s) the epilogue writes
  *   0: out[i] = d[i]      1: out[i] += d[i]      2: out[i] = relu(d[i])^2 * d[M/2 + i], i < M/2
  * (2 is BitNet's squared-ReLU gate over a fused gate|up matrix).  ws: ryz_workspace_bytes
- * (kernel, M, 1, K) bytes.  seconds[0] += time in the GEMVs, seconds[1] += the rest. */
+ * (kernel, M, 1, K) bytes.  Every buffer comes with its length (elements; bytes where named
+ * so) and is checked before any thread starts.  seconds[0] += time in the GEMVs, seconds[1] +=
+ * the rest. */
 typedef struct ryz_decode_step {
     const float *in;
+    long long in_len;
     const float *norm;
+    long long norm_len;
     signed char *xq;
+    long long xq_len;
     int kernel;
     const unsigned char *packed;
+    long long packed_bytes;
     long long M, K;
     unsigned char *ws;
     long long ws_bytes;
     int *y;
+    long long y_len;
     const float *row_scales;
+    long long row_scales_len;
     float *out;
+    long long out_len;
     int epilogue;
 } ryz_decode_step;
 

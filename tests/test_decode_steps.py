@@ -10,7 +10,7 @@ import pytest
 import ryzlab
 from ryzlab.core import native as _native
 from ryzlab.core.kernels import limit_isa, resolve
-from ryzlab.model.decoder import _ACCUMULATE, _SQRELU_GATE, _STORE
+from ryzlab.core.ops import DecodeChain, workspace_bytes
 from ryzlab.model.ops import MIN_ABSMAX as _MIN_ABSMAX
 
 EPS = 1e-5
@@ -28,7 +28,7 @@ def _steps(kernel: str, rng: np.random.Generator):
     h = rng.standard_normal(hidden).astype(np.float32)
     f = np.zeros(ffn, np.float32)
     out = np.zeros(out_rows, np.float32)
-    plan = [(h, hidden, h, _ACCUMULATE), (h, 2 * ffn, f, _SQRELU_GATE), (f, out_rows, out, _STORE)]
+    plan = [(h, hidden, h, "accumulate"), (h, 2 * ffn, f, "sqrelu_gate"), (f, out_rows, out, "store")]
     steps = []
     for x, M, dest, epilogue in plan:
         K = x.size
@@ -40,26 +40,36 @@ def _steps(kernel: str, rng: np.random.Generator):
     return h, f, out, steps
 
 
-def _run_chain(kernel: str, steps: list[dict], threads: int, index: int | None = None) -> int:
+def _run_chain(kernel: str, steps: list[dict], threads: int) -> None:
+    """Through the package's DecodeChain, as the model runs it."""
+    ws_bytes = max(workspace_bytes(resolve(kernel), s["packed"].M, 1, s["packed"].K) for s in steps)
+    chain = DecodeChain([(s["in"], s["norm"], s["xq"], s["packed"], s["y"], s["row_scales"], s["out"], s["epilogue"])
+                         for s in steps], np.zeros(ws_bytes, np.uint8))
+    seconds = _native.ffi.new("double[2]")
+    chain.run(EPS, _MIN_ABSMAX, threads, seconds)
+    assert seconds[0] >= 0 and seconds[1] >= 0
+
+
+def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
+    """Straight into C, with whatever the steps say (NULLs, bad codes, short lengths): the
+    return code of ryz_decode_steps."""
     lib, ffi = _native.lib(), _native.ffi
-    index = resolve(kernel).index if index is None else index
     ws_bytes = max(lib.ryz_workspace_bytes(index, s["packed"].M, 1, s["packed"].K) for s in steps)
     ws = np.zeros(ws_bytes, np.uint8)
     c = ffi.new("ryz_decode_step[]", len(steps))
     keep = []
+    codes = {"store": lib.RYZ_EPI_STORE, "accumulate": lib.RYZ_EPI_ACCUMULATE, "sqrelu_gate": lib.RYZ_EPI_SQRELU_GATE}
     for cs, s in zip(c, steps):
-        ptrs = {name: ffi.NULL if s[name] is None else _ptr(s[name])
-                for name in ("in", "norm", "xq", "y", "row_scales", "out")}
-        ptrs["packed"], ptrs["ws"] = _ptr(s["packed"].data), _ptr(ws)
-        keep.append(ptrs)
-        for name, p in ptrs.items():
-            setattr(cs, name, p)
-        cs.kernel, cs.M, cs.K, cs.ws_bytes, cs.epilogue = index, s["packed"].M, s["packed"].K, ws_bytes, s["epilogue"]
-    seconds = ffi.new("double[2]")
-    rc = lib.ryz_decode_steps(c, len(steps), EPS, _MIN_ABSMAX, threads, seconds)
-    if rc == 0:
-        assert seconds[0] >= 0 and seconds[1] >= 0
-    return rc
+        for name in ("in", "norm", "xq", "y", "row_scales", "out"):
+            a = s[name]
+            setattr(cs, name, ffi.NULL if a is None else _ptr(a))
+            setattr(cs, f"{name}_len", s.get(f"{name}_len", 0 if a is None else a.size))
+            keep.append(a)
+        cs.packed, cs.packed_bytes = _ptr(s["packed"].data), s.get("packed_bytes", s["packed"].nbytes)
+        cs.ws, cs.ws_bytes = _ptr(ws), ws_bytes
+        cs.kernel, cs.M, cs.K = index, s["packed"].M, s["packed"].K
+        cs.epilogue = codes.get(s["epilogue"], s["epilogue"])
+    return lib.ryz_decode_steps(c, len(steps), EPS, _MIN_ABSMAX, threads, ffi.new("double[2]"))
 
 
 def _run_separately(kernel: str, steps: list[dict]) -> None:
@@ -69,18 +79,18 @@ def _run_separately(kernel: str, steps: list[dict]) -> None:
         K, M = s["packed"].K, s["packed"].M
         assert lib.ryz_rmsnorm_quant(_ptr(s["in"]), _ptr(s["norm"]), K, EPS, _MIN_ABSMAX, _ptr(s["xq"]), scale) == 0
         y = ryzlab.gemm(s["packed"], s["xq"][None, :], threads=1)[0].astype(np.int32)
-        if s["epilogue"] == _SQRELU_GATE:
+        if s["epilogue"] == "sqrelu_gate":
             assert lib.ryz_dequant_sqrelu_gate(_ptr(y), _ptr(s["row_scales"]), scale[0], M // 2, _ptr(s["out"])) == 0
         else:
             assert lib.ryz_dequant(_ptr(y), _ptr(s["row_scales"]), scale[0], M, _ptr(s["out"]),
-                                   int(s["epilogue"] == _ACCUMULATE)) == 0
+                                   int(s["epilogue"] == "accumulate")) == 0
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_chain_equals_separate_calls(kernel, threads):
     h, f, out, steps = _steps(kernel, np.random.default_rng(threads))
     h_ref, f_ref, out_ref, steps_ref = _steps(kernel, np.random.default_rng(threads))
-    assert _run_chain(kernel, steps, threads) == 0
+    _run_chain(kernel, steps, threads)
     _run_separately(kernel, steps_ref)
     for got, want in ((h, h_ref), (f, f_ref), (out, out_ref)):
         np.testing.assert_array_equal(got, want)
@@ -95,12 +105,17 @@ def test_chain_rejects_bad_steps():
     seconds = ffi.new("double[2]")
     assert lib.ryz_decode_steps(ffi.NULL, 1, EPS, _MIN_ABSMAX, 1, seconds) < 0
     assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, EPS, _MIN_ABSMAX, 1, seconds) < 0
-    bad_epilogue = [dict(steps[0], epilogue=7)]
-    assert _run_chain(kernel, bad_epilogue, 1) < 0
-    odd_gate = [dict(steps[2], epilogue=_SQRELU_GATE)]  # 57 rows: no gate|up halves
-    assert _run_chain(kernel, odd_gate, 1) < 0
+    index = resolve(kernel).index
+    assert _raw_chain(index, steps) == 0
+    assert _raw_chain(index, [dict(steps[0], epilogue=7)]) == lib.RYZ_EARG
+    odd_gate = [dict(steps[2], epilogue="sqrelu_gate")]  # 57 rows: no gate|up halves
+    assert _raw_chain(index, odd_gate) == lib.RYZ_EARG
     for name in ("in", "norm", "xq", "y", "row_scales", "out"):
-        assert _run_chain(kernel, [dict(steps[0], **{name: None})], 1) < 0, name
+        assert _raw_chain(index, [dict(steps[0], **{name: None})]) < 0, name
+        assert _raw_chain(index, [dict(steps[0], **{f"{name}_len": 1})]) == lib.RYZ_EWS, name
+    for bad in (steps[0]["packed"].nbytes - 1, steps[0]["packed"].nbytes + 1):
+        assert _raw_chain(index, [dict(steps[0], packed_bytes=bad)]) == lib.RYZ_EPACKED
+    assert _raw_chain(index, steps, threads=lib.RYZ_MAX_THREADS + 1) == lib.RYZ_ELIMIT
 
 
 def test_chain_refuses_kernel_the_cpu_lacks():
@@ -110,7 +125,7 @@ def test_chain_refuses_kernel_the_cpu_lacks():
     _, _, _, steps = _steps(name, np.random.default_rng(0))
     index = resolve(name).index
     with limit_isa("scalar"):
-        assert _run_chain(name, steps, 2, index) == -2  # RYZ_ECPU, not SIGILL
+        assert _raw_chain(index, steps, 2) == _native.lib().RYZ_ECPU  # not SIGILL
 
 
 def test_rope_matches_numpy_rotate_half():

@@ -65,7 +65,7 @@ class _SpyLib:
         return getattr(self._real, name)
 
     def ryz_gemm(self, *args):
-        self.threads.append(args[9])  # (kernel, packed, M, K, x, N, y, ws, ws_bytes, threads, schedule)
+        self.threads.append(args[12])  # (kernel, packed, packed_bytes, M, K, x, x_bytes, N, y, y_bytes, ws, ws_bytes, threads, schedule)
         return self._real.ryz_gemm(*args)
 
 

@@ -36,12 +36,26 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class Int8Head:
-    """A packed int8 matrix with per-row scales, for repeated GEMVs."""
+    """A packed int8 matrix with per-row scales, for repeated GEMVs.  Built by
+    :meth:`from_int8`; the fields are checked against the buffer when the object is made."""
 
     M: int
     K: int
     data: np.ndarray  # packed bytes (uint8)
     scales: np.ndarray  # float32 (M,)
+
+    def __post_init__(self) -> None:
+        M = validate.dimension(self.M, "Int8Head.M")
+        K = validate.positive_int(self.K, "Int8Head.K")
+        d = self.data
+        if not isinstance(d, np.ndarray) or d.dtype != np.uint8 or d.ndim != 1 or not d.flags.c_contiguous:
+            raise TypeError("Int8Head.data must be a 1-D C-contiguous uint8 numpy array (as from_int8 makes it)")
+        need = packed_bytes(M, K)
+        if d.nbytes != need:
+            raise ValueError(f"Int8Head.data holds {d.nbytes} bytes, but a {M} x {K} head takes {need}")
+        sc = self.scales
+        if not isinstance(sc, np.ndarray) or sc.dtype != np.float32 or sc.shape != (M,) or not sc.flags.c_contiguous:
+            raise ValueError(f"Int8Head.scales must be a C-contiguous float32 array of shape ({M},)")
 
     @classmethod
     def from_int8(cls, q: np.ndarray, scales: np.ndarray) -> Int8Head:
@@ -54,11 +68,9 @@ class Int8Head:
         scales = np.ascontiguousarray(scales, dtype=np.float32)
         if scales.shape != (M,):
             raise ValueError(f"scales must have shape ({M},), got {scales.shape}")
-        lib = _native.lib()
-        size = lib.ryz_head_packed_bytes(M, K)
-        _native.check(size, f"int8 head of shape {M} x {K} (K must be < 65536)")
-        data = np.empty(size, dtype=np.uint8)
-        _native.check(lib.ryz_head_pack(_native.ptr(q, "signed char"), M, K, _native.ptr(data, "unsigned char"), size),
+        data = np.empty(packed_bytes(M, K), dtype=np.uint8)
+        _native.check(_native.lib().ryz_head_pack(_native.ptr(q, "signed char"), q.nbytes, M, K,
+                                                  _native.ptr(data, "unsigned char"), data.nbytes),
                       "packing the int8 head")
         return cls(M, K, data, scales)
 
@@ -74,22 +86,47 @@ class Int8Head:
         """Bytes streamed per GEMV: the packed weights and the row scales."""
         return int(self.data.nbytes + self.scales.nbytes)
 
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> PreparedHead:
+        """A GEMV reading int8 ``x`` (K,) and writing int32 ``y`` (M,), both owned by the caller."""
+        return PreparedHead(self, x, y)
+
     def gemv_int(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Exact int32 dot products of every row with int8 activations ``x`` (K,)."""
         x2, _ = validate.activations(x, self.K)
         if x2.shape[0] != 1:
             raise ValueError(f"the head multiplies one token: expected shape ({self.K},), got {x.shape}")
-        t = validate.positive_int(threads, "threads")
-        ws = np.empty(self.K + 192, dtype=np.uint8)
+        t = validate.threads(threads)
         y = np.empty(self.M, dtype=np.int32)
-        _native.check(
-            _native.lib().ryz_head_gemv(_native.ptr(self.data, "unsigned char"), self.M, self.K,
-                                        _native.ptr(x2, "signed char"), _native.ptr(y, "int"),
-                                        _native.ptr(ws, "unsigned char"), ws.nbytes, t),
-            "int8 head GEMV",
-        )
+        self.prepare(x2.reshape(self.K), y)(t)
         return y
 
-    def __call__(self, x_q: np.ndarray, x_scale: float, threads: int = 1) -> np.ndarray:
-        """Float32 logits for int8 activations ``x_q`` quantised with ``x_q ~= x * x_scale``."""
-        return self.gemv_int(x_q, threads).astype(np.float32) * (self.scales / np.float32(x_scale))
+
+def packed_bytes(M: int, K: int) -> int:
+    """Bytes of a packed M x K int8 head (K < 65536)."""
+    size = _native.lib().ryz_head_packed_bytes(M, K)
+    _native.check(size, f"int8 head of shape {M} x {K} (K must be < 65536)")
+    return int(size)
+
+
+class PreparedHead:
+    """The head's GEMV with its buffers bound once: the decode loop calls it every token."""
+
+    def __init__(self, head: Int8Head, x: np.ndarray, y: np.ndarray):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.int8 and x.shape == (head.K,) and x.flags.c_contiguous):
+            raise ValueError(f"x must be a C-contiguous int8 array of shape ({head.K},)")
+        if not (isinstance(y, np.ndarray) and y.dtype == np.int32 and y.shape == (head.M,) and y.flags.c_contiguous):
+            raise ValueError(f"y must be a C-contiguous int32 array of shape ({head.M},)")
+        lib = _native.lib()
+        ws_bytes = lib.ryz_head_workspace_bytes(head.K)
+        _native.check(ws_bytes, "int8 head workspace size")
+        self._keep = (head, x, y, np.zeros(ws_bytes, dtype=np.uint8))
+        ws = self._keep[3]
+        self._args = (_native.ptr(head.data, "unsigned char"), head.data.nbytes, head.M, head.K,
+                      _native.ptr(x, "signed char"), x.nbytes, _native.ptr(y, "int"), y.nbytes,
+                      _native.ptr(ws, "unsigned char"), ws.nbytes)
+
+    def __call__(self, threads: int) -> None:
+        """Run the GEMV into ``y`` with ``threads`` threads (1 .. the library's limit)."""
+        rc = _native.lib().ryz_head_gemv(*self._args, threads)
+        if rc < 0:
+            _native.check(rc, "int8 head GEMV")

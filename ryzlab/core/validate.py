@@ -64,3 +64,49 @@ def positive_int(value: object, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+def _lib():
+    from . import native
+
+    return native.lib()
+
+
+def max_k() -> int:
+    """Largest K the library accepts (``RYZ_MAX_K``, 2^23): every kernel's int32 partial sums
+    stay exact up to it, and the true result (at most 128 * K) fits int32."""
+    return int(_lib().RYZ_MAX_K)
+
+
+def max_threads() -> int:
+    """Largest thread count the library accepts (``RYZ_MAX_THREADS``)."""
+    return int(_lib().RYZ_MAX_THREADS)
+
+
+def dimension(value: object, name: str) -> int:
+    """Check a matrix dimension (M, N): an int in [1, 2^31 - 1]."""
+    v = positive_int(value, name)
+    limit = int(_lib().RYZ_MAX_MN)
+    if v > limit:
+        raise ValueError(f"{name} must be <= {limit}, got {v}")
+    return v
+
+
+def k_dimension(value: object, name: str = "K") -> int:
+    """Check the reduction length K: an int in [1, :func:`max_k`]."""
+    v = positive_int(value, name)
+    if v > max_k():
+        raise ValueError(
+            f"{name} = {v} is above the library's limit of {max_k()} (2^23): beyond it the int32 "
+            "accumulators of the kernels could not hold every partial sum exactly; split the "
+            "product along K and add the int64 results"
+        )
+    return v
+
+
+def threads(value: object) -> int:
+    """Check a thread count: an int in [1, :func:`max_threads`]."""
+    v = positive_int(value, "threads")
+    if v > max_threads():
+        raise ValueError(f"threads must be <= {max_threads()} (the library's limit), got {v}")
+    return v

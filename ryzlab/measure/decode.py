@@ -69,7 +69,7 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
                          ("bandwidth_samples", bandwidth_samples, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-    threads = physical_cores() if threads is None else validate.positive_int(threads, "threads")
+    threads = physical_cores() if threads is None else validate.threads(threads)
     need = context + warmup + tokens
     if isinstance(model_name, Model):
         model = model_name

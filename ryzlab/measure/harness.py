@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..core import native as _native
 from ..core import reference
 from . import stats
-from ..core.ops import pack, schedule_code
+from ..core.ops import PreparedGemm, pack
 from ..core.topology import last_level_cache_bytes
 from ..errors import KernelCallError
 from ..core.kernels import resolve
@@ -72,22 +72,13 @@ class GemmBench:
         cold = N == 1 if cold is None else cold
         w, x = random_problem(M, K, N, seed)
         packed = pack(w, k.name)
-        lib, ffi = _native.lib(), _native.ffi
-        ws_bytes = lib.ryz_workspace_bytes(k.index, M, N, K)
-        _native.check(ws_bytes, "ryz_workspace_bytes")
+        call = PreparedGemm(packed, N, threads, schedule)
         n_bufs = min(MAX_BUFFERS, math.ceil(COLD_LLC_FACTOR * last_level_cache_bytes() / packed.nbytes) + 1) if cold else 1
-        # Keep every buffer referenced: the C side only holds pointers.
-        self._keep = [x, np.zeros(ws_bytes, dtype=np.uint8), np.empty((N, M), dtype=np.int32)]
-        self._keep += [packed.data] + [packed.data.copy() for _ in range(n_bufs - 1)]
-        x_, ws, y, bufs = self._keep[0], self._keep[1], self._keep[2], self._keep[3:]
-        ptrs = ffi.new("unsigned char *[]", [_native.ptr(b, "unsigned char") for b in bufs])
-        args = (k.index, ptrs, len(bufs), M, K, _native.ptr(x_, "signed char"), N, _native.ptr(y, "int"),
-                _native.ptr(ws, "unsigned char"), ws_bytes, threads, schedule_code(schedule))
-        self._ptrs, self._seconds = ptrs, ffi.new("double *")
+        copies = [packed] + [replace(packed, data=packed.data.copy()) for _ in range(n_bufs - 1)]
+        y = call.y
 
         def run(iters: int) -> float:
-            _native.check(lib.ryz_bench(*args, iters, self._seconds), f"bench of {k.name}")
-            return self._seconds[0]
+            return call.bench(x, copies, iters)
 
         self._run = run
         run(1)

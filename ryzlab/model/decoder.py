@@ -71,7 +71,7 @@ from ..core import native as _native
 from ..core import validate
 from ..core.head import Int8Head
 from ..core.kernels import resolve
-from ..core.ops import PackedWeights, pack
+from ..core.ops import DecodeChain, PackedWeights, pack, workspace_bytes
 from ..errors import RyzlabError
 from .config import Config, get_config
 from .ops import MIN_ABSMAX, blas_threads, check_token, rope_tables
@@ -91,37 +91,6 @@ class _Linear:
     def __init__(self, packed: PackedWeights, row_scales: np.ndarray):
         self.packed, self.row_scales = packed, row_scales
         self.y = np.empty(packed.M, dtype=np.int32)
-
-
-#: Epilogue codes of ``ryz_decode_step`` (kernels_c/ryzlab.h).
-_STORE, _ACCUMULATE, _SQRELU_GATE = 0, 1, 2
-
-
-class _Chain:
-    """Steps "RMSNorm -> int8 -> ternary GEMV -> epilogue" that one ``ryz_decode_steps`` call
-    runs in a single OpenMP region (kernels_c/decode_steps.c).  Built once per model: every
-    step reads and writes the model's preallocated buffers, so a call allocates nothing."""
-
-    def __init__(self, steps: list[tuple], kernel_index: int, ws: np.ndarray):
-        ffi = _native.ffi
-        self.count = len(steps)
-        self.c = ffi.new("ryz_decode_step[]", self.count)
-        self._keep = []
-        for c, (x, norm, xq, lin, out, epilogue) in zip(self.c, steps):
-            ptrs = {"in": _native.ptr(x, "float"), "norm": _native.ptr(norm, "float"),
-                    "xq": _native.ptr(xq, "signed char"), "packed": _native.ptr(lin.packed.data, "unsigned char"),
-                    "ws": _native.ptr(ws, "unsigned char"), "y": _native.ptr(lin.y, "int"),
-                    "row_scales": _native.ptr(lin.row_scales, "float"), "out": _native.ptr(out, "float")}
-            for field, value in ptrs.items():
-                setattr(c, field, value)
-            self._keep.append(ptrs)
-            c.kernel, c.M, c.K, c.ws_bytes, c.epilogue = kernel_index, lin.packed.M, lin.packed.K, ws.nbytes, epilogue
-
-    def run(self, eps: float, threads: int, seconds) -> None:
-        """Run the steps; ``seconds[0]`` += time in the GEMVs, ``seconds[1]`` += the rest."""
-        rc = _native.lib().ryz_decode_steps(self.c, self.count, eps, MIN_ABSMAX, threads, seconds)
-        if rc < 0:
-            _native.check(rc, "decode steps")
 
 
 def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
@@ -156,7 +125,6 @@ class Model:
         max_context = validate.positive_int(max_context, "max_context")
         k = resolve(kernel)
         self = cls(cfg, k.name, max_context, seed)
-        lib = _native.lib()
 
         # The head first: its unpacked int8 copy is the largest temporary, so it comes and
         # goes before the ternary weights accumulate (keeps the peak RSS down).
@@ -164,13 +132,12 @@ class Model:
         self.head = Int8Head.from_int8(q, scales)
         del q
 
-        ws_bytes = max(lib.ryz_workspace_bytes(k.index, m, 1, kk) for m, kk in cfg.linear_shapes().values())
-        _native.check(ws_bytes, "ryz_workspace_bytes")
-        self._ws = np.zeros(max(ws_bytes, 64), dtype=np.uint8)
+        ws_bytes = max(workspace_bytes(k, m, 1, kk) for m, kk in cfg.linear_shapes().values())
+        self._ws = np.zeros(ws_bytes, dtype=np.uint8)
         self._xh = np.zeros(cfg.hidden, np.int8)  # quantised activations, K = hidden
         self._xq = np.zeros(cfg.q_out, np.int8) if cfg.q_out != cfg.hidden else self._xh
         self._xf = np.zeros(cfg.ffn, np.int8)  # K = ffn
-        # float32 buffers of a step, read and written by the C chains (_Chain)
+        # float32 buffers of a step, read and written by the C chains (DecodeChain)
         self._h = np.zeros(cfg.hidden, np.float32)  # the residual stream
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
@@ -191,18 +158,21 @@ class Model:
             self.layers.append(L)
         # What runs between two attentions, as one C call each: layer 0's qkv; then per layer
         # its o, gate|up and down and the next layer's qkv.
+        def step(x, norm, xq, lin, out, epilogue):
+            return (x, norm, xq, lin.packed, lin.y, lin.row_scales, out, epilogue)
+
         def qkv(L):
-            return (self._h, L["attn_norm"], self._xh, L["qkv"], self._qkv, _STORE)
+            return step(self._h, L["attn_norm"], self._xh, L["qkv"], self._qkv, "store")
 
         def after_attention(L):
-            return [(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, _ACCUMULATE),
-                    (self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, _SQRELU_GATE),
-                    (self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, _ACCUMULATE)]
+            return [step(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, "accumulate"),
+                    step(self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, "sqrelu_gate"),
+                    step(self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, "accumulate")]
 
         chains = [[qkv(self.layers[0])]]
         chains += [after_attention(L) + ([qkv(nxt)] if nxt else [])
                    for L, nxt in zip(self.layers, self.layers[1:] + [None])]
-        self._chains = [_Chain(c, k.index, self._ws) for c in chains]
+        self._chains = [DecodeChain(c, self._ws) for c in chains]
         self.final_norm = _final_norm_weight(cfg, seed)
         self._final_norm_p = _native.ptr(self.final_norm, "float")
 
@@ -212,10 +182,8 @@ class Model:
         self._scores = np.zeros((cfg.kv_heads, cfg.group, max_context), dtype=np.float32)
         self.cos, self.sin = rope_tables(cfg, max_context)
         self._cos_p, self._sin_p = _native.ptr(self.cos, "float"), _native.ptr(self.sin, "float")
-        self._head_ws = np.zeros(cfg.hidden + 256, dtype=np.uint8)
         self._logits_int = np.empty(cfg.vocab, dtype=np.int32)
-        self._head_p = (_native.ptr(self.head.data, "unsigned char"), _native.ptr(self._xh, "signed char"),
-                        _native.ptr(self._logits_int, "int"), _native.ptr(self._head_ws, "unsigned char"))
+        self._head_gemv = self.head.prepare(self._xh, self._logits_int)
         self.generation_s = time.perf_counter() - t0
         return self
 
@@ -287,7 +255,7 @@ class Model:
     def _step(self, token: int, threads: int, t_start: float) -> np.ndarray:
         cfg = self.config
         token = check_token(token, cfg.vocab)
-        threads = validate.positive_int(threads, "threads")
+        threads = validate.threads(threads)
         pos = self.pos
         if pos >= self.max_context:
             raise RyzlabError(f"context is full: position {pos} = max_context {self.max_context}; "
@@ -309,7 +277,7 @@ class Model:
         s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
 
         np.multiply(self.head.row(token), self.head.scales[token], out=self._h)
-        self._chains[0].run(eps, threads, seconds)  # layer 0's qkv
+        self._chains[0].run(eps, MIN_ABSMAX, threads, seconds)  # layer 0's qkv
         for li in range(cfg.layers):
             lib.ryz_rope(p["qkv"], cfg.heads + kvh, hd, cos, sin)  # q and k: consecutive heads
             t = perf()
@@ -332,16 +300,13 @@ class Model:
             np.matmul(s, vc[:, :T, :], out=self._a.reshape(kvh, g, hd))  # heads * hd
             t_attn += perf() - t
             # o (+ residual), gate|up, squared-ReLU gate, down (+ residual), next layer's qkv
-            self._chains[li + 1].run(eps, threads, seconds)
+            self._chains[li + 1].run(eps, MIN_ABSMAX, threads, seconds)
         t_gemv = seconds[0]
 
         lib.ryz_rmsnorm_quant(p["h"], self._final_norm_p, cfg.hidden, eps, MIN_ABSMAX, p["xh"], scale)
         xs = scale[0]
         t = perf()
-        hw, hx, hy, hws = self._head_p
-        rc = _native.lib().ryz_head_gemv(hw, cfg.vocab, cfg.hidden, hx, hy, hws, self._head_ws.nbytes, threads)
-        if rc < 0:
-            _native.check(rc, "int8 head GEMV")
+        self._head_gemv(threads)
         logits = self._logits_int.astype(np.float32) * (self.head.scales / xs)
         t_head = perf() - t
 

@@ -232,3 +232,15 @@ def test_cli_decode_bad_model(capsys):
     assert cli.main(["decode", "--model", "nope", "--tokens", "1"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nope'" in err and "bitnet-2b-4t" in err
+
+
+def test_heads_agree_and_unknown_head_is_refused():
+    """The f32 head is the exact float path; the int8 head approximates it closely."""
+    f32, i8 = Model.generate("tiny", seed=3, head="f32"), Model.generate("tiny", seed=3, head="int8")
+    for tok in (5, 17, 900):
+        a, b = f32.step(tok), i8.step(tok)
+        assert a.dtype == np.float32 and a.shape == (CONFIGS["tiny"].vocab,)
+        assert np.max(np.abs(a - b)) < 0.05 * np.max(np.abs(a))
+    assert f32.bytes_per_token()["head"] == 4 * CONFIGS["tiny"].vocab * CONFIGS["tiny"].hidden
+    with pytest.raises(ValueError, match="head must be one of"):
+        Model.generate("tiny", head="int3")

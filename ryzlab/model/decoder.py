@@ -1,8 +1,8 @@
-"""A BitNet b1.58 decoder with random weights: the real architecture, timed op by op.
+"""A BitNet b1.58 decoder on the ternary kernels: the real architecture, timed op by op.
 
 The block structure follows BitNet b1.58 2B-4T (Microsoft, 2025)::
 
-    h = embed(token)                                   tied with the LM head (int8 rows)
+    h = embed(token)                                   tied with the LM head
     per layer:
         a = RMSNorm(h)            -> int8 per token -> FUSED q|k|v ternary GEMV (one matrix)
         q, k = RoPE(q), RoPE(k)   (theta from the config, rotate-half convention, below)
@@ -11,7 +11,7 @@ The block structure follows BitNet b1.58 2B-4T (Microsoft, 2025)::
         f = RMSNorm(h)            -> int8 -> FUSED gate|up ternary GEMV
         f = relu(gate)**2 * up    (squared-ReLU gating)
         f = RMSNorm_sub(f)        -> int8 -> down ternary GEMV;       h = h + f
-    logits = LM head(int8(RMSNorm(h)));  next token = argmax (greedy)
+    logits = LM head(RMSNorm(h));  next token = argmax (greedy)
 
 Numerics (what the kernels see is what a BitNet runtime feeds them):
 
@@ -39,24 +39,18 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   as float32 (layers, kv_heads, max_context, head_dim) arrays allocated once.  Attention is
   numpy on one thread (OpenBLAS GEMV/GEMM calls, ~7 GB/s from DRAM here), not a ryzlab kernel.
 
-Random weights (:meth:`Model.generate`): a Gaussian matrix ternarised by absmean has
-P(0) = P(|z| < 0.5 * sqrt(2/pi)) = 0.310 and P(+1) = P(-1) = 0.345.  Here one random byte
-``b`` per weight is mapped through a 256-entry table (computed as two comparisons, which is
-the same map and ~10x faster than ``np.take`` with its int64 index conversion):
-``b < 80 -> 0``, ``80 <= b < 168 -> +1``, ``b >= 168 -> -1``: P(0) = 80/256 = 0.3125 and
-P(+1) = P(-1) = 88/256 = 0.34375.  Each matrix is generated, packed and dropped before the
-next, so only packed bytes stay in memory.  Weight scales are ``sqrt(2/pi) / sqrt(K)`` (the
-absmean of N(0, 1/K) weights) times U(0.9, 1.1).  The int8 head has uniform rows in
-[-127, 127] with per-row scales ``U(0.75, 1.25) * 4 / (127 sqrt(hidden))`` (logits of a few
-units).  The bitnet-3b and bitnet-large entries reuse this block structure (sub-norms,
-squared ReLU, tied embeddings) at their published shapes: they are decode *shapes*, not
-re-creations of those checkpoints' exact layers.
+Weights come from a source: random ones drawn like trained ones (:class:`RandomWeights`,
+:meth:`Model.generate`) or a checkpoint's; the LM head is a choice (:mod:`ryzlab.model.heads`).
+The bitnet-3b and bitnet-large entries reuse the 2B-4T block structure (sub-norms, squared
+ReLU, tied embeddings) at their published shapes: they are decode *shapes*, not re-creations
+of those checkpoints' exact layers.
 
 Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categories:
 ``ternary_gemv`` (the GEMVs only, timed inside the C chains from the barrier that starts
 each to the one that ends it), ``attention`` (scores, softmax, weighted sum and the
-cache write), ``lm_head`` (the int8 head GEMV and the logit scaling) and ``other`` (norms,
-quantisation, RoPE, residuals, embedding, scale application and Python overhead; computed as
+cache write), ``lm_head`` (the final norm and the head: quantisation, GEMV and logit scaling
+for the int8 head) and ``other`` (norms, quantisation, RoPE, residuals, embedding, scale
+application and Python overhead; computed as
 the step's wall time minus the other three, so the four add up to the step time).
 """
 
@@ -69,14 +63,14 @@ import numpy as np
 
 from ..core import native as _native
 from ..core import validate
-from ..core.head import Int8Head
 from ..core.kernels import resolve
 from ..core.ops import DecodeChain, PackedWeights, pack, workspace_bytes
 from ..errors import RyzlabError
 from .config import Config, get_config
 from .ops import MIN_ABSMAX, blas_threads, check_token, rope_tables
 from .reference import ReferenceModel
-from .weights import _MATRIX_IDS, _final_norm_weight, _head_weights, _layer_weights, _norm_weights, _segments
+from .heads import make_head
+from .weights import _MATRIX_IDS, RandomWeights, _segments
 
 TIMING_CATEGORIES = ("ternary_gemv", "attention", "lm_head", "other")
 #: From this many cached positions on, attention scores use one GEMV per query head.
@@ -114,23 +108,30 @@ class Model:
 
     @classmethod
     def generate(cls, config: Config | str, seed: int = 0, kernel: str | None = None,
-                 max_context: int = 2048) -> Model:
-        """Random weights from ``seed``, packed for ``kernel`` (default: dispatch's choice).
+                 max_context: int = 2048, head: str = "int8") -> Model:
+        """Random weights from ``seed`` (:class:`RandomWeights`), packed for ``kernel``."""
+        return cls.build(RandomWeights(get_config(config), seed), kernel, max_context, head)
 
-        Matrices are generated and packed one at a time; only packed bytes are kept.  The KV
+    @classmethod
+    def build(cls, source, kernel: str | None = None, max_context: int = 2048, head: str = "int8") -> Model:
+        """The decoder over the weights of ``source`` (:class:`RandomWeights` or a checkpoint's
+        source), packed for ``kernel`` (default: dispatch's choice), with LM head ``head``
+        (:data:`ryzlab.model.heads.HEADS`).
+
+        Matrices are read and packed one at a time; only packed bytes are kept.  The KV
         cache (float32, layers x 2 x kv_heads x max_context x head_dim) is allocated here.
         """
         t0 = time.perf_counter()
-        cfg = get_config(config)
+        cfg = source.config
         max_context = validate.positive_int(max_context, "max_context")
         k = resolve(kernel)
-        self = cls(cfg, k.name, max_context, seed)
+        self = cls(cfg, k.name, max_context, getattr(source, "seed", None))
+        self.source_description = source.description
 
-        # The head first: its unpacked int8 copy is the largest temporary, so it comes and
-        # goes before the ternary weights accumulate (keeps the peak RSS down).
-        q, scales = _head_weights(cfg, seed)
-        self.head = Int8Head.from_int8(q, scales)
-        del q
+        # The head first: its unpacked copy is the largest temporary, so it comes and goes
+        # before the ternary weights accumulate (keeps the peak RSS down).
+        self.head = make_head(head, source)
+        self._embedding_row = source.embedding_row or self.head.embedding_row
 
         ws_bytes = max(workspace_bytes(k, m, 1, kk) for m, kk in cfg.linear_shapes().values())
         self._ws = np.zeros(ws_bytes, dtype=np.uint8)
@@ -142,19 +143,17 @@ class Model:
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
         self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
-        self._p = {"h": _native.ptr(self._h, "float"), "qkv": _native.ptr(self._qkv, "float"),
-                   "xh": _native.ptr(self._xh, "signed char")}
-        self._scale = _native.ffi.new("float *")
+        self._p = {"h": _native.ptr(self._h, "float"), "qkv": _native.ptr(self._qkv, "float")}
         self._seconds = _native.ffi.new("double[2]")
 
         self.layers = []
         for layer in range(cfg.layers):
             L: dict = {}
-            for name, w, wscales in _layer_weights(cfg, seed, layer):
+            for name, w, wscales in source.layer_linears(layer):
                 packed = pack(w, k.name)
                 del w
                 L[name] = _Linear(packed, _row_scales(cfg, name, wscales))
-            L.update(_norm_weights(cfg, seed, layer))
+            L.update(source.layer_norms(layer))
             self.layers.append(L)
         # What runs between two attentions, as one C call each: layer 0's qkv; then per layer
         # its o, gate|up and down and the next layer's qkv.
@@ -173,8 +172,7 @@ class Model:
         chains += [after_attention(L) + ([qkv(nxt)] if nxt else [])
                    for L, nxt in zip(self.layers, self.layers[1:] + [None])]
         self._chains = [DecodeChain(c, self._ws) for c in chains]
-        self.final_norm = _final_norm_weight(cfg, seed)
-        self._final_norm_p = _native.ptr(self.final_norm, "float")
+        self.final_norm = source.final_norm()
 
         shape = (cfg.layers, cfg.kv_heads, max_context, cfg.head_dim)
         self.k_cache = np.zeros(shape, dtype=np.float32)
@@ -182,8 +180,6 @@ class Model:
         self._scores = np.zeros((cfg.kv_heads, cfg.group, max_context), dtype=np.float32)
         self.cos, self.sin = rope_tables(cfg, max_context)
         self._cos_p, self._sin_p = _native.ptr(self.cos, "float"), _native.ptr(self.sin, "float")
-        self._logits_int = np.empty(cfg.vocab, dtype=np.int32)
-        self._head_gemv = self.head.prepare(self._xh, self._logits_int)
         self.generation_s = time.perf_counter() - t0
         return self
 
@@ -267,7 +263,7 @@ class Model:
         inv_sqrt_d = np.float32(1.0 / math.sqrt(hd))
         half = hd // 2
         cos, sin = self._cos_p + pos * half, self._sin_p + pos * half  # row pos of the tables
-        lib, p, scale, seconds = _native.lib(), self._p, self._scale, self._seconds
+        lib, p, seconds = _native.lib(), self._p, self._seconds
         seconds[0] = seconds[1] = 0.0
         qkv = self._qkv
         q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
@@ -276,7 +272,7 @@ class Model:
         qg = q.reshape(kvh, g, hd)
         s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
 
-        np.multiply(self.head.row(token), self.head.scales[token], out=self._h)
+        self._h[:] = self._embedding_row(token)
         self._chains[0].run(eps, MIN_ABSMAX, threads, seconds)  # layer 0's qkv
         for li in range(cfg.layers):
             lib.ryz_rope(p["qkv"], cfg.heads + kvh, hd, cos, sin)  # q and k: consecutive heads
@@ -303,11 +299,8 @@ class Model:
             self._chains[li + 1].run(eps, MIN_ABSMAX, threads, seconds)
         t_gemv = seconds[0]
 
-        lib.ryz_rmsnorm_quant(p["h"], self._final_norm_p, cfg.hidden, eps, MIN_ABSMAX, p["xh"], scale)
-        xs = scale[0]
         t = perf()
-        self._head_gemv(threads)
-        logits = self._logits_int.astype(np.float32) * (self.head.scales / xs)
+        logits = self.head.logits(self._h, self.final_norm, eps, threads)
         t_head = perf() - t
 
         self.pos = pos + 1

@@ -83,3 +83,46 @@ def _head_weights(cfg: Config, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _final_norm_weight(cfg: Config, seed: int) -> np.ndarray:
     return _norm_weight(_rng(seed, 3), cfg.hidden)
+
+
+#: The ternary matrices of a layer as the decoder fuses them: name -> the checkpoint's parts.
+FUSED = _SEGMENTS
+
+
+class RandomWeights:
+    """The weight source of a random model: everything the decoder needs, drawn from ``seed``.
+
+    Every weight source (this one, and a checkpoint's for ``ryzlab.load``) offers the same
+    calls, so the decoder is built the same way from either:
+
+    * ``layer_linears(i)``: yields ``(name, int8 (M, K) fused ternary matrix, [scale per part])``
+      for ``qkv``, ``o``, ``gate_up``, ``down`` (parts in :data:`FUSED`; ``W_float = scale * W``);
+    * ``layer_norms(i)``: float32 ``attn_norm``, ``attn_sub_norm``, ``ffn_norm``, ``ffn_sub_norm``;
+    * ``final_norm()``; ``head_int8()`` (int8 rows, float32 row scales) and ``head_f32()`` of the
+      LM head; ``embedding_row``: a function token -> float32 row, or None when the embedding
+      is the head's own rows (tied, and exact in the head's representation).
+    """
+
+    embedding_row = None
+
+    def __init__(self, config: Config, seed: int = 0):
+        self.config, self.seed = config, seed
+        self.description = f"random weights (seed {seed})"
+
+    def layer_linears(self, layer: int):
+        return _layer_weights(self.config, self.seed, layer)
+
+    def layer_norms(self, layer: int) -> dict[str, np.ndarray]:
+        return _norm_weights(self.config, self.seed, layer)
+
+    def final_norm(self) -> np.ndarray:
+        return _final_norm_weight(self.config, self.seed)
+
+    def head_int8(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head as drawn: uniform int8 rows and per-row scales (this is the exact head)."""
+        return _head_weights(self.config, self.seed)
+
+    def head_f32(self) -> np.ndarray:
+        """The same head as float32, ``q * scale`` row by row (exact: int8 times one float32)."""
+        q, scales = _head_weights(self.config, self.seed)
+        return q.astype(np.float32) * scales[:, None]

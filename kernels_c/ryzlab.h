@@ -86,7 +86,13 @@ int ryz_bench(int kernel, const unsigned char *const *packed, int nbufs, long lo
               int *y, long long y_bytes, unsigned char *ws, long long ws_bytes, int threads, int schedule,
               long long iters, double *seconds);
 
-int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads,
+/* How the read probe reads memory (probe_bandwidth.c); buf must be 64-byte aligned. */
+enum {
+    RYZ_READ_PLAIN = 0,
+    RYZ_READ_PREFETCH = 1,
+    RYZ_READ_STREAMS = 2,
+};
+int ryz_read_bandwidth(const unsigned char *buf, long long bytes, int threads, int method,
                        long long passes, double *seconds, unsigned long long *checksum);
 
 int ryz_probe_count(void);

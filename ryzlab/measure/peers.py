@@ -13,7 +13,6 @@ elementwise op per layer, immaterial for speed.
 from __future__ import annotations
 
 import importlib.util
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -158,9 +157,20 @@ class LlamaDecoder:
 
         self.threads = threads
         self.version = _version("llama_cpp_python")
-        self._llm = Llama(model_path=str(path), n_ctx=context, n_batch=32, n_threads=threads,
+        self._llm = Llama(model_path=str(path), n_ctx=context, n_batch=min(512, context), n_threads=threads,
                           n_threads_batch=threads, verbose=False, use_mmap=True)
         self._token = 1
+
+    def prompt(self, n_tokens: int, seed: int = 0) -> float:
+        """Seconds to process a prompt of ``n_tokens`` random token ids from position 0 (the
+        cache is cleared first): llama-bench's "pp" measurement."""
+        tokens = np.random.default_rng(seed).integers(3, self._llm.n_vocab(), n_tokens).tolist()
+        self._llm.reset()
+        t0 = time.perf_counter()
+        self._llm.eval(tokens)
+        seconds = time.perf_counter() - t0
+        self._llm.reset()
+        return seconds
 
     def step(self) -> float:
         t0 = time.perf_counter()
@@ -171,14 +181,3 @@ class LlamaDecoder:
 
     def close(self) -> None:
         self._llm.close()
-
-
-def time_llama_cpp(path: str | Path, threads: int, tokens: int = 16, warmup: int = 3, context: int = 512) -> dict:
-    """llama.cpp alone: tok/s as the median over ``tokens`` timed steps after ``warmup``."""
-    dec = LlamaDecoder(path, threads, context)
-    timed = [dec.step() for _ in range(warmup + tokens)][warmup:]
-    dec.close()
-    median = statistics.median(timed)
-    return {"peer": "llama.cpp", "version": dec.version, "threads": threads, "tokens": tokens,
-            "median_s_per_token": median, "tok_s": 1.0 / median,
-            "spread": float((np.percentile(timed, 75) - np.percentile(timed, 25)) / median)}

@@ -572,10 +572,28 @@ _GGUF_ARCHS = ("bitnet", "bitnet-b1.58")
 def _gguf_reader_class():
     """gguf-py's GGUFReader, taught bitnet.cpp's I2_S (the least code: only the per-tensor
     byte count differs) and to refuse tensors that run past the end of the file."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
     from gguf.gguf_reader import ReaderTensor
 
     class _Reader(GGUFReader):
+        def _get(self, offset, dtype, count=1, override_order=None):
+            # gguf-py returns a short array past the end of the file; a corrupt array length
+            # then loops on empty reads forever.  Every read must be whole.
+            a = super()._get(offset, dtype, count, override_order)
+            if a.size != int(count):
+                raise ValueError(f"read past the end of the file at byte {offset}")
+            return a
+
+        def _get_field_parts(self, orig_offs: int, raw_type: int):
+            if raw_type == GGUFValueType.ARRAY:  # refuse an array longer than the rest of the file
+                itype = GGUFValueType(int(self._get(orig_offs, np.uint32)[0]))
+                alen = int(self._get(orig_offs + 4, np.uint64)[0])
+                np_type = self.gguf_scalar_to_np.get(itype)
+                item = 8 if itype == GGUFValueType.STRING else np.dtype(np_type).itemsize if np_type else 1
+                if alen * item > self.data.size - orig_offs:
+                    raise ValueError(f"array of {alen} items at byte {orig_offs} overruns the file")
+            return super()._get_field_parts(orig_offs, raw_type)
+
         def _build_tensors(self, start_offs: int, fields) -> None:
             tensors, names = [], set()
             for field in fields:

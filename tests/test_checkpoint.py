@@ -392,6 +392,18 @@ def test_corrupt_gguf_header_never_crashes(tmp_path):
     _raises(CheckpointFormatError, lambda: open_checkpoint(f), f)
 
 
+def test_corrupt_gguf_array_length(tmp_path):
+    """gguf-py walks a metadata array item by item: a huge length must fail, not loop."""
+    f = _gguf(tmp_path, "tiny96/model-i2_s.gguf")
+    data = bytearray(f.read_bytes())
+    key = b"tokenizer.ggml.token_type"
+    at = data.index(struct.pack("<Q", len(key)) + key) + 8 + len(key) + 4 + 4  # skip ARRAY, item type
+    for n in (2**40, 2**63, 10**6):
+        struct.pack_into("<Q", data, at, n)
+        f.write_bytes(bytes(data))
+        _raises(CheckpointFormatError, lambda: open_checkpoint(f), f)
+
+
 def _tensor_info_offset(data: bytes, name: str) -> int:
     """Offset of the type field in the tensor info of ``name`` (2-D tensors)."""
     at = data.index(struct.pack("<Q", len(name)) + name.encode())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ryzlab.checkpoint import (
+from ryzlab.model.checkpoint import (
     LINEAR_NAMES,
     VECTOR_NAMES,
     CheckpointError,

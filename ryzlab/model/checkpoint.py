@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from .errors import RyzlabError
+from ..errors import RyzlabError
 
 __all__ = [
     "FORMATS", "LINEAR_NAMES", "VECTOR_NAMES", "Checkpoint", "CheckpointConfig", "CheckpointError",

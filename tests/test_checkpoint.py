@@ -1,4 +1,4 @@
-"""Checkpoint readers (ryzlab/checkpoint.py) on the golden fixtures of tools/make_golden.py.
+"""Checkpoint readers (ryzlab/model/checkpoint.py) on the golden fixtures of tools/make_golden.py.
 
 The fixtures were written and run by transformers; these tests need neither torch nor
 transformers: every bad file is built here from the good ones."""

@@ -31,7 +31,7 @@ long long ryz_packed_bytes(int kernel, long long M, long long K) {
     if (rc) return rc;
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
-    return (long long)(Mp * Kp * (int64_t)format_of(k)->bits / 8);
+    return (long long)ryz_format_bytes(format_of(k), Mp, Kp);
 }
 
 int ryz_pack(int kernel, const signed char *w, long long w_bytes, long long M, long long K,
@@ -65,7 +65,7 @@ long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K)
  * ahead of what they read, so a block's head would otherwise arrive by demand misses only.
  * Issued before a barrier, it overlaps the wait (and a decode step's epilogue) with DRAM. */
 void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1) {
-    const int64_t tile_bytes = format_of(k)->row_tile * a->Kp * (int64_t)format_of(k)->bits / 8;
+    const int64_t tile_bytes = ryz_format_bytes(format_of(k), format_of(k)->row_tile, a->Kp);
     int64_t bytes = (t1 - t0) * tile_bytes;
     if (bytes > RYZ_PREFETCH_BYTES) bytes = RYZ_PREFETCH_BYTES;
     const char *p = (const char *)a->w + t0 * tile_bytes;

@@ -34,6 +34,14 @@ typedef struct ryz_kernel_entry {
 } ryz_kernel_entry;
 
 extern const ryz_format ryz_formats[];
+
+/* Bytes of `rows` packed rows of Kp (padded) weights.  bits may be fractional (1.6 for
+ * t5_k320x4, whose Kp is a multiple of 320, so rows * Kp * 1.6 / 8 is an integer): rounded, not
+ * truncated, so that the double's representation error of 1.6 never costs a byte. */
+static inline int64_t ryz_format_bytes(const ryz_format *f, int64_t rows, int64_t Kp) {
+    return (int64_t)((double)rows * (double)Kp * f->bits / 8.0 + 0.5);
+}
+
 const ryz_kernel_entry *ryz_kernel_get(int index);
 
 /* The driver's pieces that other multi-step callers (decode_steps.c) reuse.  ryz_setup_args

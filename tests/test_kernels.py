@@ -10,10 +10,16 @@ from hypothesis import strategies as st
 
 import ryzlab
 from ryzlab import reference
+from ryzlab.kernels import info
 
-# K around every block and group boundary of every format (pairs, 4, 16, 256).
+
+def kernel_format(name: str) -> str:
+    return info(name).format
+
+# K around every block and group boundary of every format (pairs, 4, 16, 256, 320).
 K_GRID = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
-          255, 256, 257, 511, 512, 513, 1023, 1024, 1025]
+          255, 256, 257, 319, 320, 321, 511, 512, 513, 639, 640, 641, 959, 960, 961,
+          1023, 1024, 1025]
 # M around every row tile (1, 4, 16, 64).
 M_GRID = [1, 3, 4, 5, 15, 16, 17, 63, 64, 65]
 
@@ -54,6 +60,28 @@ def test_guide_step_2_2_example(kernel):
     x = np.array([10, -5, 8, -3, 15, -8, 12, 6, -10, 4, -7, 9, 5, -6, 11, -4], dtype=np.int8).reshape(4, 4)
     naive = np.array([[sum(int(w[m, k]) * int(x[n, k]) for k in range(4)) for m in range(4)] for n in range(4)])
     np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), naive)
+
+
+def test_every_base3_code(kernel):
+    """All 243 five-trit groups of t5_k320x4 (a plain matrix for the other formats)."""
+    v = np.arange(4 * 64).reshape(4, 64) % 243          # row r, byte j
+    digits = [(v // 3 ** (4 - i)) % 3 for i in range(5)]  # plane i holds columns 64i .. 64i+63
+    w = (np.concatenate(digits, axis=1) - 1).astype(np.int8)
+    rng = np.random.default_rng(6)
+    x = rng.integers(-128, 128, size=(3, 320), dtype=np.int8)
+    x[0] = -128
+    np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
+
+
+@pytest.mark.parametrize("wv, xv", [(1, -128), (-1, -128), (1, 127)])
+def test_largest_k_t5(kernel, wv, xv):
+    """K = MAX_K: sum(c * x) passes 2^31, the result does not (the t5 kernels' claim)."""
+    if kernel_format(kernel) != "t5_k320x4":
+        pytest.skip("only the t5 kernels claim exactness up to MAX_K")
+    K = reference.MAX_K
+    w = np.full((4, K), wv, dtype=np.int8)
+    x = np.full((1, K), xv, dtype=np.int8)
+    assert (ryzlab.gemm(w, x, kernel=kernel, threads=1) == wv * xv * K).all()
 
 
 def test_gemv_one_dimensional(kernel):
@@ -114,6 +142,6 @@ def test_pack_reports_bits_and_bytes():
     w = np.zeros((64, 2560), dtype=np.int8)
     for name in ryzlab.kernels():
         p = ryzlab.pack(w, kernel=name)
-        assert p.bits_per_weight in (2.0, 8.0)
-        assert p.nbytes == 64 * 2560 * p.bits_per_weight / 8  # no padding at this shape
+        assert p.bits_per_weight in (1.6, 2.0, 8.0)
+        assert p.nbytes == round(64 * 2560 * p.bits_per_weight / 8)  # no padding at this shape
         assert str(p.nbytes) in repr(p)

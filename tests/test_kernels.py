@@ -10,11 +10,7 @@ from hypothesis import strategies as st
 
 import ryzlab
 from ryzlab import reference
-from ryzlab.kernels import info
-
-
-def kernel_format(name: str) -> str:
-    return info(name).format
+from ryzlab.core.validate import max_k
 
 # K around every block and group boundary of every format (pairs, 4, 16, 256, 320).
 K_GRID = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
@@ -73,13 +69,12 @@ def test_every_base3_code(kernel):
     np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
 
 
-@pytest.mark.parametrize("wv, xv", [(1, -128), (-1, -128), (1, 127)])
-def test_largest_k_t5(kernel, wv, xv):
-    """K = MAX_K: sum(c * x) passes 2^31, the result does not (the t5 kernels' claim)."""
-    if kernel_format(kernel) != "t5_k320x4":
-        pytest.skip("only the t5 kernels claim exactness up to MAX_K")
-    K = reference.MAX_K
-    w = np.full((4, K), wv, dtype=np.int8)
+@pytest.mark.parametrize("wv, xv", [(1, -128), (-1, -128)])
+def test_largest_k(kernel, wv, xv):
+    """K at the library's limit (2^23) with the extreme values: every kernel's partial sums
+    (for the MAD kernels sum(c * x) with c = w + 1, shifted fields included) stay exact."""
+    K = max_k()
+    w = np.full((1, K), wv, dtype=np.int8)
     x = np.full((1, K), xv, dtype=np.int8)
     assert (ryzlab.gemm(w, x, kernel=kernel, threads=1) == wv * xv * K).all()
 

@@ -115,7 +115,9 @@ static inline int32_t ryz_mad_xsum(const ryz_args *a, int64_t n) {
  *   first block (xsum != NULL): y[j * ldy + r] = acc - xsum[j]   (c = w + 1)
  *   later blocks:               y[j * ldy + r] += acc
  * for r < mv, j < nv, in arithmetic modulo 2^32 (exact: the true result fits int32). */
+#ifndef RYZ_KC
 #define RYZ_KC 1024   /* k per block: a multiple of every format's 256-weight block */
+#endif
 
 typedef void (*ryz_ukr_fn)(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int64_t ldy,
                            int mv, int nv, const int32_t *xsum);

@@ -50,7 +50,8 @@ int ryz_pack(int kernel, const signed char *w, long long w_bytes, long long M, l
     return RYZ_OK;
 }
 
-/* 64 bytes of slack let the driver align the caller's buffer to a cache line. */
+/* 64 bytes of slack let the driver align the caller's buffer to a cache line.  Where the
+ * blocked GEMM may run, the workspace also covers its panels and decoded blocks. */
 long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K) {
     const ryz_kernel_entry *k = ryz_kernel_get(kernel);
     if (!k) return RYZ_EKERNEL;
@@ -58,7 +59,12 @@ long long ryz_workspace_bytes(int kernel, long long M, long long N, long long K)
     if (rc) return rc;
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
-    return (long long)(N * k->ws_stride(Kp) + 64);
+    int64_t need = N * k->ws_stride(Kp) + 64;
+    if (ryz_blocked_applies(k, N, RYZ_SCHED_BLOCKS)) {
+        const int64_t blocked = ryz_blocked_ws_bytes(k, M, N, K);
+        if (blocked > need) need = blocked;
+    }
+    return (long long)need;
 }
 
 /* Prefetch the first RYZ_PREFETCH_BYTES of row tiles [t0, t1): the kernels prefetch that far
@@ -74,9 +80,11 @@ void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64
 
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a) { return a->Mp / format_of(k)->row_tile; }
 
-/* One product with the given schedule.  Returns RYZ_ENOMEM only for the guide's critical
- * variant, whose private row buffers are allocated per call as the guide does. */
+/* One product with the given schedule: the blocked GEMM (gemm_blocked.c) where it applies
+ * (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
+ * guide's critical variant, whose private row buffers are allocated per call as the guide does. */
 static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads, int schedule) {
+    if (ryz_blocked_applies(k, a->N, schedule)) return ryz_gemm_blocked(k, a, y, threads);
     const int64_t rt = format_of(k)->row_tile, tiles = a->Mp / rt;
     if (schedule == RYZ_SCHED_BLOCKS && threads == 1) {
         ryz_prefetch_block_head(k, a, 0, tiles);

@@ -88,8 +88,50 @@ static inline int32_t ryz_mad_xsum(const ryz_args *a, int64_t n) {
     return *(const int32_t *)(a->ws + n * a->ws_stride + a->Kp);
 }
 
+/* The blocked GEMM for N > 1 (gemm_blocked.c, BLIS structure; kernels_c/README.md).
+ *
+ * Decoded weights: panels of mr rows; panel p holds, for each group q of 4 consecutive k,
+ * mr x 4 unsigned codes c = w + 1: byte (q * mr + r) * 4 + i is row r, k = 4q + i.  Panels
+ * are RYZ_KC * mr bytes apart whatever the block's kc.
+ * Packed activations: tiles of nr tokens; tile t holds, for each group q, nr x 4 int8:
+ * byte (q * nr + j) * 4 + i is token j, k = 4q + i (zero past K and past N).
+ *
+ * A microkernel computes one mr x nr tile over kc4 groups: acc[j][r] = sum(c * x) and
+ *   first block (xsum != NULL): y[j * ldy + r] = acc - xsum[j]   (c = w + 1)
+ *   later blocks:               y[j * ldy + r] += acc
+ * for r < mv, j < nv, in arithmetic modulo 2^32 (exact: the true result fits int32). */
+#ifndef RYZ_KC
+#define RYZ_KC 1024   /* k per block: a multiple of every format's 256-weight block */
+#endif
+
+typedef void (*ryz_ukr_fn)(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int64_t ldy,
+                           int mv, int nv, const int32_t *xsum);
+
+/* Decode rows [m0, m0 + panels * mr) x k [k0, k0 + kc) (k0 a multiple of RYZ_KC, kc a
+ * multiple of 4) of the packed weights into panels at out.  Rows >= M and k >= K may hold
+ * any code: those rows are never stored and those activations are 0.  A decoder may write
+ * up to the next multiple of 256 in k (still inside the panel). */
+typedef void (*ryz_decode_fn)(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr,
+                              int64_t k0, int64_t kc, uint8_t *out);
+
+typedef struct ryz_ukr {
+    const char *name;
+    int mr, nr;          /* tile: rows x tokens */
+    int mc;              /* rows per thread group and block: mc x RYZ_KC codes stay in L2 */
+    int nc;              /* tokens per activation panel (multiple of nr) */
+    int min_n;           /* ryz_gemm takes the blocked path for N >= min_n (mad kernels) */
+    ryz_ukr_fn run;
+    ryz_decode_fn decode_k256x4;   /* fast decoder of i2_k256x4 in this ISA, or NULL */
+} ryz_ukr;
+
+extern const ryz_ukr ryz_ukr_scalar, ryz_ukr_mad_avx2, ryz_ukr_mad_avx512vnni;
+
+/* The generic decoder: every format, one code at a time (gemm_blocked.c). */
+void ryz_decode_generic(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr,
+                        int64_t k0, int64_t kc, uint8_t *out);
+
 /* Kernel entry points, one per kernels.def line. */
-#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank) \
+#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
     void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base);
 #include "kernels.def"
 #undef RYZ_KERNEL

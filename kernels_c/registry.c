@@ -12,9 +12,9 @@ const ryz_format ryz_formats[] = {
 };
 
 const ryz_kernel_entry ryz_kernels[] = {
-#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank) \
+#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
     {{#name, #isa, "", #fmt, #method, 0, rank, 0, 0}, feat, RYZ_FMT_##fmt, ryz_prep_##prep, \
-     ryz_ws_stride_##prep, ryz_run_##name},
+     ryz_ws_stride_##prep, ryz_run_##name, &ryz_ukr_##ukr},
 #include "kernels.def"
 #undef RYZ_KERNEL
 };

@@ -31,6 +31,7 @@ typedef struct ryz_kernel_entry {
     ryz_prep_fn prep;
     int64_t (*ws_stride)(int64_t Kp);
     ryz_run_fn run;
+    const ryz_ukr *ukr;   /* the blocked GEMM's microkernel in this kernel's ISA tier */
 } ryz_kernel_entry;
 
 extern const ryz_format ryz_formats[];
@@ -53,6 +54,11 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_byt
 int ryz_check_sizes(long long M, long long N, long long K);
 int ryz_check_threads(int threads);
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a);
+/* The blocked GEMM (gemm_blocked.c): whether ryz_gemm takes it for this call (by N, the
+ * kernel's method and RYZLAB_GEMM_PATH), its workspace, and the product itself. */
+int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule);
+int64_t ryz_blocked_ws_bytes(const ryz_kernel_entry *k, int64_t M, int64_t N, int64_t K);
+int ryz_gemm_blocked(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads);
 void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1);
 
 #endif

@@ -140,3 +140,67 @@ def test_pack_reports_bits_and_bytes():
         assert p.bits_per_weight in (1.6, 2.0, 8.0)
         assert p.nbytes == round(64 * 2560 * p.bits_per_weight / 8)  # no padding at this shape
         assert str(p.nbytes) in repr(p)
+
+
+# ---- The blocked GEMM (kernels_c/gemm_blocked.c).  RYZLAB_GEMM_PATH=blocked sends every
+# kernel through it (its ISA tier's microkernel, its format's decoder) at every N; the
+# microkernels tile 32x8 (AVX-512), 16x4 (AVX2) and 4x4 (scalar) with K blocks of 1024 and
+# row blocks of 256.
+BLOCKED_SHAPES = [  # (M, K, N): N at tile edges, K at block edges and off k_align, M at tile/block edges
+    (1, 1, 1), (3, 5, 3), (4, 1023, 4), (5, 1024, 5), (15, 1025, 7), (16, 1021, 8), (17, 2047, 9),
+    (31, 2048, 1), (32, 2049, 3), (33, 300, 255), (63, 257, 257), (255, 1030, 4), (256, 1024, 9),
+    (257, 513, 8), (513, 100, 17),
+]
+
+
+@pytest.fixture
+def blocked(monkeypatch):
+    monkeypatch.setenv("RYZLAB_GEMM_PATH", "blocked")
+
+
+def test_blocked_edges(kernel, blocked):
+    rng = np.random.default_rng(11)
+    for M, K, N in BLOCKED_SHAPES:
+        w, x = problem(rng, M, K, N)
+        x[:, ::7] = -128
+        np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x),
+                                      err_msg=f"{kernel} blocked M={M} K={K} N={N}")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5, 8, 64])
+def test_blocked_threads(kernel, blocked, threads):
+    """2-D grid: more threads than row panels or token tiles, odd counts, 64 on 2 cores."""
+    rng = np.random.default_rng(12)
+    for M, K, N in [(640, 300, 20), (33, 1100, 257), (70, 64, 1), (1, 40, 600)]:
+        w, x = problem(rng, M, K, N)
+        np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=threads), reference.gemm(w, x),
+                                      err_msg=f"{kernel} blocked threads={threads} M={M} K={K} N={N}")
+
+
+@pytest.mark.parametrize("wv", [-1, 1])
+def test_blocked_extremes(kernel, blocked, wv):
+    K = 4099
+    w = np.full((33, K), wv, dtype=np.int8)
+    x = np.full((9, K), -128, dtype=np.int8)
+    assert (ryzlab.gemm(w, x, kernel=kernel, threads=2) == wv * -128 * K).all()
+
+
+def test_blocked_largest_k(blocked):
+    """K = 2^23 (the library's limit), all -128: sum(c * x) reaches -2^31; the scalar
+    microkernel's uint32 arithmetic (UBSan checks it under make sanitize) stays exact."""
+    K = 1 << 23
+    w = np.ones((1, K), dtype=np.int8)
+    x = np.full((1, K), -128, dtype=np.int8)
+    assert ryzlab.gemm(w, x, kernel="lut_scalar", threads=2)[0, 0] == -128 * K
+
+
+@pytest.mark.parametrize("N", [15, 16, 17, 47, 48, 49, 100])
+def test_dispatch_by_n_paths_agree(kernel, monkeypatch, N):
+    """Around the N thresholds the default dispatch, the row tiles and the blocked path all
+    equal the oracle."""
+    rng = np.random.default_rng(13)
+    w, x = problem(rng, 70, 1030, N)
+    expected = reference.gemm(w, x)
+    for path in ("auto", "tiles", "blocked"):
+        monkeypatch.setenv("RYZLAB_GEMM_PATH", path)
+        np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=2), expected, err_msg=f"{kernel} {path}")

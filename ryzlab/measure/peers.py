@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from . import stats
+
 #: Bytes per 256-weight block of each llama.cpp type used here (ggml's block layouts).
 _TERNARY_BLOCK = {"TQ2_0": 66, "TQ1_0": 54}
 
@@ -181,4 +183,4 @@ def time_llama_cpp(path: str | Path, threads: int, tokens: int = 16, warmup: int
     median = statistics.median(timed)
     return {"peer": "llama.cpp", "version": dec.version, "threads": threads, "tokens": tokens,
             "median_s_per_token": median, "tok_s": 1.0 / median,
-            "spread": float((np.percentile(timed, 75) - np.percentile(timed, 25)) / median)}
+            "spread": stats.spread(timed)}

@@ -37,3 +37,10 @@ def test_unstable_threshold(iqr, unstable):
 def test_rejects_bad_samples(bad):
     with pytest.raises(ValueError):
         summarize(bad)
+
+
+def test_spread_is_iqr_over_median():
+    from ryzlab.measure.stats import spread
+
+    assert spread([1.0, 2.0, 3.0, 4.0, 5.0]) == summarize([1.0, 2.0, 3.0, 4.0, 5.0])["spread"] == 2 / 3
+    assert spread([4.0]) == 0.0

@@ -166,3 +166,144 @@ def speedup_bars(
         ax.set_title(title)
     ax.legend(title=hue, fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return ax.figure
+
+
+def decode_scaling(dec: pd.DataFrame, kernel_names: list[str], thread_list: list[int]) -> Figure:
+    """Notebook 03's decode figure: per kernel, weight GB/s against threads next to the DRAM
+    read probe on the same threads (top), and the share of that bandwidth in % (bottom).
+
+    ``dec``: rows of :func:`ryzlab.lab.exp_threads.decode_scaling`.
+    """
+    fig, axes = plt.subplots(2, len(kernel_names), figsize=(6.2 * len(kernel_names), 8), squeeze=False)
+    for col, name in enumerate(kernel_names):
+        d = dec[dec["kernel"] == name]
+        ax_g, ax_p = axes[0, col], axes[1, col]
+        for shape, s in d.groupby("shape", sort=False):
+            ax_g.plot(s["threads"], s["gbps"], marker="o", label=shape)
+            ax_p.plot(s["threads"], s["pct_of_read_bw"], marker="o", label=shape)
+        bw = d.groupby("threads")["read_gbps"].median()
+        ax_g.plot(bw.index, bw.values, "k--", marker="s", label="DRAM read, same threads")
+        ax_p.axhline(100, color="k", ls="--", lw=1, label="read bandwidth")
+        ax_g.set(title=f"{name}: decode weight stream", xlabel="threads", ylabel="GB/s", ylim=(0, None))
+        ax_p.set(title=f"{name}: share of the read bandwidth", xlabel="threads", ylabel="% of read bandwidth",
+                 ylim=(0, max(110, d["pct_of_read_bw"].max() * 1.1)))
+        for ax in (ax_g, ax_p):
+            ax.set_xticks(thread_list)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gemm_scaling(gem: pd.DataFrame, kernel_names: list[str], thread_list: list[int], shape: tuple[int, int]) -> Figure:
+    """Notebook 03's GEMM figure: one panel per N, each kernel's speedup over 1 thread (solid)
+    and its compute probe's (dashed), against the linear ideal.
+
+    ``gem``: rows of :func:`ryzlab.lab.exp_threads.gemm_scaling`; ``shape``: its M x K.
+    """
+    gemm_n = list(dict.fromkeys(gem["N"]))
+    fig, axes = plt.subplots(1, len(gemm_n), figsize=(6.2 * len(gemm_n), 4.4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, n in zip(axes[0], gemm_n):
+        ax.plot(thread_list, thread_list, "k:", label="ideal (linear)")
+        for i, name in enumerate(kernel_names):
+            s = gem[(gem["kernel"] == name) & (gem["N"] == n)]
+            c = colors[i % len(colors)]
+            ax.plot(s["threads"], s["speedup_vs_1t"], marker="o", color=c, label=name)
+            if s["probe"].notna().any():
+                ax.plot(s["threads"], s["probe_speedup"], ls="--", marker="x", color=c,
+                        label=f"probe {s['probe'].iloc[0]}")
+        ax.set(title=f"GEMM {shape[0]}×{shape[1]}, N = {n}, warm", xlabel="threads",
+               ylabel="speedup vs 1 thread (×)", xticks=thread_list, ylim=(0, None))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def schedule_bars(sch: pd.DataFrame, case_labels: dict[str, str]) -> Figure:
+    """Notebook 03's schedule figure: time / time of ``blocks`` for each schedule, grouped by
+    (kernel, case, threads); ``case_labels`` names each case on the x axis.
+
+    ``sch``: rows of :func:`ryzlab.lab.exp_threads.schedule_comparison`.
+    """
+    schedules = list(dict.fromkeys(sch["schedule"]))
+    groups = list(dict.fromkeys(zip(sch["kernel"], sch["case"], sch["threads"])))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(groups)), 4.4))
+    width = 0.8 / len(schedules)
+    for j, s in enumerate(schedules):
+        vals = [sch[(sch["kernel"] == k) & (sch["case"] == c) & (sch["threads"] == t) & (sch["schedule"] == s)]
+                ["slowdown_vs_blocks"].iloc[0] for k, c, t in groups]
+        xs = np.arange(len(groups)) + (j - (len(schedules) - 1) / 2) * width
+        bars = ax.bar(xs, vals, width, label=s + (" (ours)" if s == "blocks" else " (guide)"))
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_xticks(np.arange(len(groups)), [f"{k}\n{case_labels[c]}\nT={t}" for k, c, t in groups], fontsize=8)
+    ax.set(ylabel="time ÷ time of 'blocks' (×)", title="schedule comparison (higher = slower than ours)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tok_s_vs_claims(fix: pd.DataFrame, title: str) -> Figure:
+    """Notebook 04's fix-sequence figure (log tok/s): measured median per step, the guide's
+    claim (hatched) and the roofline of the same run (a tick), each bar labelled with its tok/s
+    and % of roofline.  ``fix``: :func:`ryzlab.lab.exp_decode.fix_sequence`'s first table."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    x = np.arange(len(fix))
+    ax.bar(x - 0.2, fix["tok_s"], 0.4, label="measured (median)", color="C0")
+    ax.bar(x + 0.2, fix["guide_claim_tok_s"], 0.4, label="guide's claim", color="none", edgecolor="C3", hatch="//")
+    ax.scatter(x, fix["roofline_tok_s"], marker="_", s=900, color="k", zorder=3,
+               label="roofline: read bandwidth ÷ bytes/token (this run)")
+    for i, r in fix.iterrows():
+        ax.annotate(f"{r['tok_s']:.2f}\n({r['pct_of_roofline']:.0f} %)", (i - 0.2, r["tok_s"]), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{r['step']}\n{r['kernel']}, {r['threads']} thr" for _, r in fix.iterrows()])
+    ax.set_yscale("log")
+    ax.set_ylabel("tokens / second (log)")
+    ax.set_title(title)
+    ax.set_ylim(top=ax.get_ylim()[1] * 2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+def context_sweep(ctx: pd.DataFrame, label: str, title: str) -> Figure:
+    """Notebook 04's context figure: measured tok/s (``label``) and the roofline against the
+    cached positions, each point labelled with its % of roofline."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(ctx["context"], ctx["tok_s"], "o-", label=label)
+    ax.plot(ctx["context"], ctx["roofline_tok_s"], "k--", label="roofline (this run)")
+    for _, r in ctx.iterrows():
+        ax.annotate(f"{r['pct_of_roofline']:.0f} %", (r["context"], r["tok_s"]), textcoords="offset points",
+                    xytext=(0, -14), ha="center", fontsize=8)
+    ax.set_xlabel("context (cached positions)")
+    ax.set_ylabel("tokens / second")
+    ax.set_ylim(0, None)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def stacked_shares(breakdown: pd.DataFrame, categories: list[str], title: str) -> Figure:
+    """Notebook 04's breakdown figure: one panel per ``part``, one bar per ``step`` stacking each
+    category's ``pct`` of a token, with the total ``ms_per_token`` written above the bar.
+    ``breakdown``: :func:`ryzlab.lab.exp_decode.breakdown`."""
+    parts = list(dict.fromkeys(breakdown["part"]))
+    fig, axes = plt.subplots(1, len(parts), figsize=(12, 4.5), squeeze=False)
+    for ax, part in zip(axes[0], parts):
+        sub = breakdown[breakdown["part"] == part]
+        steps = list(dict.fromkeys(sub["step"]))
+        bottom = np.zeros(len(steps))
+        for i, c in enumerate(categories):
+            v = sub[sub["category"] == c].set_index("step").loc[steps, "pct"].to_numpy()
+            ax.bar(steps, v, bottom=bottom, label=c, color=f"C{i}")
+            bottom += v
+        totals = sub.groupby("step", sort=False)["ms_per_token"].sum().loc[steps]
+        for i, t in enumerate(totals):
+            ax.annotate(f"{t:.1f} ms", (i, 100), ha="center", va="bottom", fontsize=8)
+        ax.set_title(part, fontsize=10)
+        ax.set_ylabel("% of a token's time (mean)")
+        ax.set_ylim(0, 110)
+        ax.tick_params(axis="x", labelrotation=20)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -25,13 +25,21 @@ from . import stats
 from ..core.ops import PreparedGemm, pack
 from ..core.topology import last_level_cache_bytes
 from ..errors import KernelCallError
-from ..core.kernels import resolve
+from ..core.kernels import info, resolve
 
 #: A sample lasts at least this long (seconds), so timer resolution and call jitter vanish.
 MIN_SAMPLE_S = 0.010
 #: Copies of the weights are rotated until they total this many last-level caches.
 COLD_LLC_FACTOR = 2
 MAX_BUFFERS = 4096
+#: Quick mode (a check that the notebooks run, not a measurement): at most this many samples,
+#: each half as long.
+QUICK_SAMPLES = 3
+
+#: The compute probe (``kernels_c/probes.def``) issuing the instruction that the inner loop of
+#: each (method, ISA) of kernel is built on.  Scalar and reference kernels have none.
+_PROBE_OF = {("mad", "avx512"): "mac_vpdpbusd_avx512", ("mad", "avx2"): "mac_maddubs_avx2",
+             ("lut", "avx512"): "lookup_vpermb_avx512", ("lut", "avx2"): "lookup_pshufb_avx2"}
 
 
 @dataclass
@@ -40,6 +48,21 @@ class Timing:
 
     row: dict
     samples_s: list[float] = field(default_factory=list)
+
+
+def compute_probe(kernel: str) -> str | None:
+    """The compute probe of ``kernel``'s inner instruction (e.g. ``mac_vpdpbusd_avx512`` for a
+    VNNI multiply-add kernel), or None where no probe matches (scalar, ``ref``)."""
+    k = info(kernel)
+    return _PROBE_OF.get((k.method, k.isa))
+
+
+def sampling(quick: bool, samples: int) -> tuple[int, float]:
+    """``(samples, min_sample_s)`` for a notebook run: as given, or cut down in quick mode
+    (``min_sample_s`` in seconds)."""
+    if quick:
+        return min(samples, QUICK_SAMPLES), MIN_SAMPLE_S / 2
+    return samples, MIN_SAMPLE_S
 
 
 def random_problem(M: int, K: int, N: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+
 #: Bytes per 256-weight block of each llama.cpp type used here (ggml's block layouts).
 _TERNARY_BLOCK = {"TQ2_0": 66, "TQ1_0": 54}
 

@@ -16,6 +16,15 @@ UNSTABLE_SPREAD = 0.10
 """IQR / median (a fraction) above which a measurement is flagged unstable."""
 
 
+def spread(samples: Sequence[float]) -> float:
+    """Interquartile range over median of ``samples`` (any unit; the result is a fraction).
+
+    Quartiles use numpy's default linear interpolation, as in :func:`summarize`.
+    """
+    q1, median, q3 = np.percentile(np.asarray(samples, dtype=np.float64), [25, 50, 75])
+    return float((q3 - q1) / median)
+
+
 def summarize(samples_s: Sequence[float]) -> dict:
     """Summarise timing samples given in seconds.
 
@@ -33,8 +42,7 @@ def summarize(samples_s: Sequence[float]) -> dict:
         raise ValueError(f"timing samples must be positive finite seconds, got {bad[0]!r}")
     a = np.asarray(samples_s, dtype=np.float64)
     q1, median, q3 = (float(q) for q in np.percentile(a, [25, 50, 75]))
-    iqr = q3 - q1
-    spread = iqr / median
+    iqr_over_median = spread(a)
     return {
         "n_samples": int(a.size),
         "median_s": median,
@@ -42,7 +50,7 @@ def summarize(samples_s: Sequence[float]) -> dict:
         "max_s": float(a.max()),
         "q1_s": q1,
         "q3_s": q3,
-        "iqr_s": iqr,
-        "spread": spread,
-        "unstable": bool(spread > UNSTABLE_SPREAD),
+        "iqr_s": q3 - q1,
+        "spread": iqr_over_median,
+        "unstable": bool(iqr_over_median > UNSTABLE_SPREAD),
     }

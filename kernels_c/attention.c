@@ -28,6 +28,11 @@
 #define POS_CHUNK 64
 /* Floats per column chunk of the weighted sum (one cache line). */
 #define COL_CHUNK 16
+/* Multiply-adds (scores and weighted sum) per thread below which fewer threads run: a short
+ * context's attention takes microseconds, less than a fork/join (and far less than a barrier
+ * on an oversubscribed machine, where one descheduled thread stalls the others).  The results
+ * do not depend on the thread count, so this only moves time. */
+#define MIN_MACS_PER_THREAD 65536
 
 typedef struct attn {
     const float *q;
@@ -39,6 +44,7 @@ typedef struct attn {
     float scale;
     float *ws;           /* rows: threads x group x (p0 + T); phases: T x heads x (p0 + T) */
     int rows_split;
+    int threads;         /* threads that run: at most the caller's, fewer for little work */
 } attn;
 
 static inline float dot(const float *restrict a, const float *restrict b, int64_t n) {
@@ -151,10 +157,14 @@ static int setup(attn *a, long long k_len, long long v_len, long long max_contex
     a->T = T, a->p0 = p0, a->heads = heads, a->kvh = kv_heads, a->group = heads / kv_heads;
     a->d = head_dim, a->maxc = max_context;
     a->scale = (float)(1.0 / sqrt((double)head_dim));
-    a->rows_split = T * kv_heads >= 2LL * threads;
+    /* 2 T heads d (p0 + T/2) multiply-adds; T, heads, d, p0 < 2^31 keep it well inside double */
+    const double macs = 2.0 * (double)T * (double)heads * (double)head_dim * ((double)p0 + 0.5 * (double)T + 0.5);
+    const double want = 1.0 + macs / MIN_MACS_PER_THREAD;
+    a->threads = want < (double)threads ? (int)want : threads;
+    a->rows_split = T * kv_heads >= 2LL * a->threads;
     const long long ctx = p0 + T;
     long long ws;
-    if (__builtin_mul_overflow(a->rows_split ? (long long)threads * a->group : T * heads, ctx, &ws) ||
+    if (__builtin_mul_overflow(a->rows_split ? (long long)a->threads * a->group : T * heads, ctx, &ws) ||
         ws > (1LL << 40))
         return RYZ_ELIMIT;
     a->ws = malloc((size_t)ws * sizeof(float));
@@ -182,7 +192,7 @@ int ryz_attention(const float *q, long long q_len, long long q_stride, const flo
         return RYZ_EWS;
     }
     a.q = q, a.q_stride = q_stride, a.k = k_cache, a.v = v_cache, a.out = out, a.out_stride = out_stride;
-    #pragma omp parallel num_threads(threads)
+    #pragma omp parallel num_threads(a.threads) if (a.threads > 1)
     attention_team(&a);
     free(a.ws);
     return RYZ_OK;
@@ -205,7 +215,7 @@ int ryz_rope_attention(float *qkv, long long qkv_len, long long T, long long p0,
         return RYZ_EWS;
     }
     a.q = qkv, a.q_stride = row, a.k = k_cache, a.v = v_cache, a.out = out, a.out_stride = qw;
-    #pragma omp parallel num_threads(threads)
+    #pragma omp parallel num_threads(a.threads) if (a.threads > 1)
     {
         /* RoPE on q and k (consecutive heads) at each row's position; k and v into the cache */
         #pragma omp for schedule(static)

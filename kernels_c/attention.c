@@ -76,9 +76,36 @@ static inline void softmax(float *restrict s, int64_t n) {
     for (int64_t j = 0; j < n; j++) s[j] /= fs;
 }
 
-/* o[c] += p * v[c] for c in [0, n): elementwise, the same rounding in any chunking. */
-static inline void axpy(float *restrict o, float p, const float *restrict v, int64_t n) {
-    for (int64_t c = 0; c < n; c++) o[c] += p * v[c];
+/* o[c] += s[p] * V[p * d + c] for c in [0, w), p = p0 .. p1-1 in that order: each element's
+ * sum is sequential in p, so any blocking over p or c rounds the same.  16 columns at a time
+ * stay in registers across the positions of a block (V's block is in L1/L2: POS_CHUNK rows). */
+static void wsum(float *restrict o, const float *restrict s, const float *restrict V, int64_t d, int64_t p0,
+                 int64_t p1, int64_t w) {
+    int64_t c = 0;
+    for (; c + 16 <= w; c += 16) {
+        __m128 a0 = _mm_loadu_ps(o + c), a1 = _mm_loadu_ps(o + c + 4), a2 = _mm_loadu_ps(o + c + 8),
+               a3 = _mm_loadu_ps(o + c + 12);
+        for (int64_t p = p0; p < p1; p++) {
+            const __m128 sp = _mm_set1_ps(s[p]);
+            const float *v = V + p * d + c;
+            a0 = _mm_add_ps(a0, _mm_mul_ps(sp, _mm_loadu_ps(v)));
+            a1 = _mm_add_ps(a1, _mm_mul_ps(sp, _mm_loadu_ps(v + 4)));
+            a2 = _mm_add_ps(a2, _mm_mul_ps(sp, _mm_loadu_ps(v + 8)));
+            a3 = _mm_add_ps(a3, _mm_mul_ps(sp, _mm_loadu_ps(v + 12)));
+        }
+        _mm_storeu_ps(o + c, a0), _mm_storeu_ps(o + c + 4, a1), _mm_storeu_ps(o + c + 8, a2);
+        _mm_storeu_ps(o + c + 12, a3);
+    }
+    for (; c + 4 <= w; c += 4) {
+        __m128 a = _mm_loadu_ps(o + c);
+        for (int64_t p = p0; p < p1; p++) a = _mm_add_ps(a, _mm_mul_ps(_mm_set1_ps(s[p]), _mm_loadu_ps(V + p * d + c)));
+        _mm_storeu_ps(o + c, a);
+    }
+    for (; c < w; c++) {
+        float a = o[c];
+        for (int64_t p = p0; p < p1; p++) a += s[p] * V[p * d + c];
+        o[c] = a;
+    }
 }
 
 static inline const float *qrow(const attn *a, int64_t t, int64_t h) { return a->q + t * a->q_stride + h * a->d; }
@@ -95,8 +122,9 @@ static void rows_item(const attn *a, int64_t t, int64_t j, float *restrict s) {
         float *o = orow(a, t, j * g + i);
         for (int64_t c = 0; c < d; c++) o[c] = 0.0f;
     }
-    for (int64_t p = 0; p < n; p++)
-        for (int64_t i = 0; i < g; i++) axpy(orow(a, t, j * g + i), s[i * n + p], V + p * d, d);
+    for (int64_t b = 0; b < n; b += POS_CHUNK)
+        for (int64_t i = 0; i < g; i++)
+            wsum(orow(a, t, j * g + i), s + i * n, V, d, b, b + POS_CHUNK < n ? b + POS_CHUNK : n, d);
 }
 
 /* Called by every thread of a parallel region (orphaned worksharing). */
@@ -134,9 +162,10 @@ static void attention_team(const attn *a) {
             float *o = orow(a, t, j * g + i) + c0;
             for (int64_t c = 0; c < w; c++) o[c] = 0.0f;
         }
-        for (int64_t p = 0; p < n; p++)
+        for (int64_t b = 0; b < n; b += POS_CHUNK)
             for (int64_t i = 0; i < g; i++)
-                axpy(orow(a, t, j * g + i) + c0, a->ws[((t * a->heads) + j * g + i) * ctx + p], V + p * d, w);
+                wsum(orow(a, t, j * g + i) + c0, a->ws + ((t * a->heads) + j * g + i) * ctx, V, d, b,
+                     b + POS_CHUNK < n ? b + POS_CHUNK : n, w);
     }
 }
 

@@ -82,7 +82,9 @@ def bench_model(model_name: str, prompt: int = 512, gen: int = 128, threads: int
     tokens = [int(t) for t in np.random.default_rng([seed, 11]).integers(cfg.vocab, size=prompt)]
 
     probe_name = compute_probe_for(k)
-    compute = ComputeBench(probe_name, threads) if probe_name else None
+    # iterations calibrated on one thread (50 ms of work per thread and sample): see ComputeBench
+    compute = (ComputeBench(probe_name, threads, iters=ComputeBench(probe_name, 1, min_sample_s=0.05).iters)
+               if probe_name else None)
     read = ReadBench(threads)
 
     pp_s, tg_s, mac_s, read_s, pp_cats, tg_cats, generated = [], [], [], [], [], [], []

@@ -150,3 +150,39 @@ typedef struct ryz_decode_step {
 
 int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double min_absmax,
                      int threads, double *seconds);
+
+/* Causal grouped-query attention over one layer's float32 KV cache (attention.c), for decode
+ * (T = 1) and prefill (T query positions p0 .. p0+T-1, each attending to positions [0, its
+ * own]).  q: T rows of heads x head_dim floats, row stride q_stride (q_len floats in all);
+ * k_cache, v_cache: (kv_heads, max_context, head_dim) floats (k_len, v_len); query head h reads
+ * KV head h / (heads / kv_heads); out: T rows of heads x head_dim, stride out_stride.  Scores
+ * q.k / sqrt(head_dim), softmax in float32 with the max subtracted, weighted sum of v; parallel
+ * over (position, KV head) or, with few of those, over KV heads x position chunks.  Results do
+ * not depend on threads (<= RYZ_MAX_THREADS).  out must not overlap the inputs. */
+int ryz_attention(const float *q, long long q_len, long long q_stride, const float *k_cache, long long k_len,
+                  const float *v_cache, long long v_len, long long max_context, long long T, long long p0,
+                  long long heads, long long kv_heads, long long head_dim, float *out, long long out_len,
+                  long long out_stride, int threads);
+
+/* A layer's step from its q|k|v projections to the attention output, in one parallel region:
+ * qkv holds T rows of [q (heads x head_dim) | k (kv_heads x head_dim) | v (same)] floats
+ * (qkv_len); row t is at position p0 + t.  RoPE (ryz_rope; cos and sin are (max_context x
+ * head_dim/2) tables of table_len floats each) is applied in place to q and k; k and v are
+ * written to the caches at their positions; then ryz_attention into out (T x heads x head_dim,
+ * contiguous, out_len floats).  head_dim must be even. */
+int ryz_rope_attention(float *qkv, long long qkv_len, long long T, long long p0, const float *cos, const float *sin,
+                       long long table_len, float *k_cache, long long k_len, float *v_cache, long long v_len,
+                       long long max_context, long long heads, long long kv_heads, long long head_dim, float *out,
+                       long long out_len, int threads);
+
+/* decode_ops.c's steps over rows tokens (rows_ops.c), each row exactly as a decode step
+ * computes it, parallel over rows.  ryz_rmsnorm_quant_rows: x (rows x n floats, x_len) with
+ * norm weight w (n) -> q (rows x n int8, q_len) and scales (rows).  ryz_dequant_rows: y (rows
+ * x M int32) with row_scale (M) and the rows' x_scales (rows) -> out by epilogue (RYZ_EPI_*:
+ * rows x M floats stored or accumulated, or rows x M/2 for the squared-ReLU gate). */
+int ryz_rmsnorm_quant_rows(const float *x, long long x_len, const float *w, long long w_len, long long rows,
+                           long long n, double eps, double min_absmax, signed char *q, long long q_len,
+                           float *scales, long long scales_len, int threads);
+int ryz_dequant_rows(const int *y, long long y_len, const float *row_scale, long long row_scale_len,
+                     const float *x_scales, long long x_scales_len, long long rows, long long M, float *out,
+                     long long out_len, int epilogue, int threads);

@@ -238,6 +238,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_lazy("ryzlab.measure.decode"))
+
+    p = sub.add_parser(
+        "bench-model",
+        help="prompt processing (pp) and generation (tg) tok/s of a BitNet model shape, llama-bench style",
+        description="Generate a BitNet b1.58 model with random weights, then per repetition: prefill "
+        "--prompt random tokens (pp: GEMMs over the whole prompt) and decode --gen greedy tokens after "
+        "it (tg).  Prints the median tok/s of each with its spread over repetitions, pp against the "
+        "compute roofline (ternary MACs per token / the int8 MAC rate of the compute probe) and tg "
+        "against the bandwidth roofline (bytes per token / DRAM read bandwidth), both probes measured "
+        "in the same run at the same thread count.",
+        epilog="examples:\n"
+        "  python -m ryzlab bench-model --model bitnet-2b-4t --prompt 512 --gen 128 --threads 16\n"
+        "  python -m ryzlab bench-model --model tiny --prompt 16 --gen 4 --reps 2 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default="bitnet-2b-4t",
+                   help="model shape: bitnet-2b-4t, bitnet-3b, bitnet-large, tiny (default bitnet-2b-4t)")
+    p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens prefilled per repetition (default 512)")
+    p.add_argument("--gen", type=_positive, default=128, help="tokens generated after the prompt (default 128)")
+    p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
+    p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
+    p.add_argument("--reps", type=_positive, default=3, help="timed repetitions (default 3)")
+    p.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed repetitions first (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_lazy("ryzlab.measure.bench_model"))
     return parser
 
 

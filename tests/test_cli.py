@@ -45,3 +45,24 @@ def test_bench_errors_are_clear():
     assert out.returncode == 2 and "unknown kernel" in out.stderr
     out = run("bench", "--shape", "8by8")
     assert out.returncode == 2 and "MxK" in out.stderr
+
+
+def test_bench_model_tiny_json_and_human():
+    """Correctness of the command only (no timing asserts): keys, counts, finite positive rates."""
+    out = run("bench-model", "--model", "tiny", "--prompt", "9", "--gen", "3", "--threads", "2", "--reps", "2",
+              "--warmup", "0", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    for key in ("pp_tok_s", "tg_tok_s", "pp_spread", "tg_spread", "threads", "kernel", "model", "bytes_per_token",
+                "read_gbps", "tg_roofline_tok_s", "tg_pct_of_roofline", "macs_per_token", "compute_probe"):
+        assert key in r, key
+    assert r["model"] == "tiny" and r["prompt"] == 9 and r["gen"] == 3 and r["threads"] == 2 and r["reps"] == 2
+    assert len(r["pp_samples_s"]) == 2 and len(r["generated"]) == 3
+    assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("pp_tok_s", "tg_tok_s", "read_gbps", "bytes_per_token"))
+    if r["compute_probe"]:
+        assert r["pp_ceiling_tok_s"] > 0 and r["compute_gmacs"] > 0
+    human = run("bench-model", "--model", "tiny", "--prompt", "4", "--gen", "2", "--threads", "1", "--reps", "1")
+    assert human.returncode == 0, human.stderr
+    assert "pp4" in human.stdout and "tg2" in human.stdout and "tok/s" in human.stdout
+    bad = run("bench-model", "--model", "nope", "--prompt", "4")
+    assert bad.returncode == 2 and "unknown model" in bad.stderr

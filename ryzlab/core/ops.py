@@ -158,11 +158,17 @@ class PreparedGemm:
             raise ValueError(f"prepared for N = {self.n} tokens, got activations of shape {x.shape}")
         return x2
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, weights: PackedWeights | None = None) -> np.ndarray:
         """``Y = X . W^T`` (int32, N x M) into the prepared output, which is returned (reused
-        by the next call: copy it to keep it)."""
+        by the next call: copy it to keep it).  ``weights``: other packed weights of the same
+        kernel and shape to use for this call (one preparation serves every layer's matrix
+        of that shape)."""
         x2 = self._check_x(x)
         rest, p = self._args(x2)
+        if weights is not None:
+            if not isinstance(weights, PackedWeights) or (weights.kernel, weights.M, weights.K) != (p.kernel, p.M, p.K):
+                raise ValueError(f"weights must be PackedWeights of kernel {p.kernel!r} and shape {p.M} x {p.K}")
+            p = weights
         _native.check(
             _native.lib().ryz_gemm(self.kernel.index, _native.ptr(p.data, "unsigned char"), p.nbytes, p.M, p.K, *rest),
             f"gemm with {self.kernel.name}",

@@ -194,9 +194,13 @@ class ReadBench:
 
 class ComputeBench:
     """A compute probe (``kernels_c/probes.def``, e.g. ``mac_vpdpbusd_avx512``) on ``threads``
-    threads, calibrated, ready to sample alongside kernels (:func:`interleave`)."""
+    threads, calibrated, ready to sample alongside kernels (:func:`interleave`).
 
-    def __init__(self, probe: str, threads: int = 1, min_sample_s: float = MIN_SAMPLE_S):
+    ``iters``: iterations per sample (every thread runs them all) instead of calibrating; a
+    count calibrated on one thread keeps a many-thread sample from being all fork/join where
+    the machine is oversubscribed (the first try then already lasts ``min_sample_s``)."""
+
+    def __init__(self, probe: str, threads: int = 1, min_sample_s: float = MIN_SAMPLE_S, iters: int | None = None):
         lib, ffi = _native.lib(), _native.ffi
         names = [_native.string(lib.ryz_probe_name(i)) for i in range(lib.ryz_probe_count())]
         if probe not in names:
@@ -209,7 +213,7 @@ class ComputeBench:
             return self._seconds[0]
 
         self._run = run
-        self.iters = _calibrate(run, 1000, min_sample_s)
+        self.iters = _calibrate(run, 1000, min_sample_s) if iters is None else int(iters)
         run(self.iters)  # warm-up sample, discarded
         self.row = {"probe": probe, "unit": _native.string(lib.ryz_probe_unit(index)), "threads": threads,
                     "iters_per_sample": self.iters}

@@ -36,8 +36,15 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   are computed in float64 once and stored as float32 (max_context x d/2).
 * Attention: scores = q.k / sqrt(d), softmax in float32 (max subtracted), grouped-query:
   query head ``h`` reads KV head ``h // (heads / kv_heads)``.  The cache holds post-RoPE keys,
-  as float32 (layers, kv_heads, max_context, head_dim) arrays allocated once.  Attention is
-  numpy on one thread (OpenBLAS GEMV/GEMM calls, ~7 GB/s from DRAM here), not a ryzlab kernel.
+  as float32 (layers, kv_heads, max_context, head_dim) arrays allocated once.  RoPE, the cache
+  write and attention are one C call per layer (``ryz_rope_attention``, kernels_c/attention.c),
+  parallel over KV heads and positions on the step's threads; its results do not depend on the
+  thread count.
+* Prefill (:meth:`Model.prefill`): the same layer as GEMMs over the prompt's T tokens (one
+  :class:`PreparedGemm` per matrix shape, prepared once per T), the float steps row-batched in
+  C (each row computed by the decode step's own functions), causal attention over the prompt;
+  its logits equal T decode steps' up to the int32 GEMM results, which are exact: bit-identical
+  in practice.
 
 Weights come from a source: random ones drawn like trained ones (:class:`RandomWeights`,
 :meth:`Model.generate`) or a checkpoint's; the LM head is a choice (:mod:`ryzlab.model.heads`).
@@ -47,8 +54,8 @@ of those checkpoints' exact layers.
 
 Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categories:
 ``ternary_gemv`` (the GEMVs only, timed inside the C chains from the barrier that starts
-each to the one that ends it), ``attention`` (scores, softmax, weighted sum and the
-cache write), ``lm_head`` (the final norm and the head: quantisation, GEMV and logit scaling
+each to the one that ends it), ``attention`` (RoPE, the cache write, scores, softmax and
+weighted sum: the ``ryz_rope_attention`` calls), ``lm_head`` (the final norm and the head: quantisation, GEMV and logit scaling
 for the int8 head) and ``other`` (norms, quantisation, RoPE, residuals, embedding, scale
 application and Python overhead; computed as
 the step's wall time minus the other three, so the four add up to the step time).
@@ -56,7 +63,6 @@ the step's wall time minus the other three, so the four add up to the step time)
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -64,7 +70,8 @@ import numpy as np
 from ..core import native as _native
 from ..core import validate
 from ..core.kernels import resolve
-from ..core.ops import DecodeChain, PackedWeights, pack, workspace_bytes
+from ..core.layer_ops import RopeAttention, dequant_rows, rmsnorm_quant_rows
+from ..core.ops import DecodeChain, PackedWeights, PreparedGemm, default_threads, pack, workspace_bytes
 from ..errors import RyzlabError
 from .config import Config, get_config
 from .ops import MIN_ABSMAX, blas_threads, check_token, rope_tables
@@ -73,9 +80,8 @@ from .heads import make_head
 from .weights import _MATRIX_IDS, RandomWeights, _segments
 
 TIMING_CATEGORIES = ("ternary_gemv", "attention", "lm_head", "other")
-#: From this many cached positions on, attention scores use one GEMV per query head.
-GEMV_SCORES_MIN_CONTEXT = 128
-
+#: Categories of :attr:`Model.prefill_timings` (seconds of the last prefill).
+PREFILL_CATEGORIES = ("ternary_gemm", "attention", "lm_head", "other")
 
 
 class _Linear:
@@ -143,7 +149,6 @@ class Model:
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
         self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
-        self._p = {"h": _native.ptr(self._h, "float"), "qkv": _native.ptr(self._qkv, "float")}
         self._seconds = _native.ffi.new("double[2]")
 
         self.layers = []
@@ -177,9 +182,11 @@ class Model:
         shape = (cfg.layers, cfg.kv_heads, max_context, cfg.head_dim)
         self.k_cache = np.zeros(shape, dtype=np.float32)
         self.v_cache = np.zeros(shape, dtype=np.float32)
-        self._scores = np.zeros((cfg.kv_heads, cfg.group, max_context), dtype=np.float32)
         self.cos, self.sin = rope_tables(cfg, max_context)
-        self._cos_p, self._sin_p = _native.ptr(self.cos, "float"), _native.ptr(self.sin, "float")
+        self._attention = [RopeAttention(self._qkv, self.k_cache[li], self.v_cache[li], self.cos, self.sin, self._a,
+                                         cfg.heads) for li in range(cfg.layers)]
+        self._prefill_state = None  # (T, threads) and the buffers of the last prefill
+        self.prefill_timings = dict.fromkeys(PREFILL_CATEGORIES, 0.0)
         self.generation_s = time.perf_counter() - t0
         return self
 
@@ -242,8 +249,8 @@ class Model:
     def step(self, token: int, threads: int = 1) -> np.ndarray:
         """One decode step at position ``pos``: float32 logits (vocab,); ``pos`` advances.
 
-        The ternary GEMVs and the head use ``threads`` OpenMP threads; the numpy parts
-        (attention, norms, quantisation) run on one thread (:func:`blas_threads`)."""
+        The ternary GEMVs, attention and the head use ``threads`` OpenMP threads; numpy's BLAS
+        (the f32 head) is held to one thread (:func:`blas_threads`)."""
         t_start = time.perf_counter()
         with blas_threads(1):
             return self._step(token, threads, t_start)
@@ -259,44 +266,18 @@ class Model:
         perf = time.perf_counter
         t_attn = 0.0
         eps = cfg.norm_eps
-        kvh, g, hd, T = cfg.kv_heads, cfg.group, cfg.head_dim, pos + 1
-        inv_sqrt_d = np.float32(1.0 / math.sqrt(hd))
-        half = hd // 2
-        cos, sin = self._cos_p + pos * half, self._sin_p + pos * half  # row pos of the tables
-        lib, p, seconds = _native.lib(), self._p, self._seconds
+        seconds = self._seconds
         seconds[0] = seconds[1] = 0.0
-        qkv = self._qkv
-        q = qkv[:cfg.q_out].reshape(cfg.heads, hd)
-        k = qkv[cfg.q_out:cfg.q_out + cfg.kv_out].reshape(kvh, hd)
-        v = qkv[cfg.q_out + cfg.kv_out:].reshape(kvh, hd)
-        qg = q.reshape(kvh, g, hd)
-        s = self._scores[:, :, :T]  # (kvh, g, T) view of a preallocated buffer
+        chains, attention = self._chains, self._attention
 
         self._h[:] = self._embedding_row(token)
-        self._chains[0].run(eps, MIN_ABSMAX, threads, seconds)  # layer 0's qkv
+        chains[0].run(eps, MIN_ABSMAX, threads, seconds)  # layer 0's qkv
         for li in range(cfg.layers):
-            lib.ryz_rope(p["qkv"], cfg.heads + kvh, hd, cos, sin)  # q and k: consecutive heads
             t = perf()
-            kc, vc = self.k_cache[li], self.v_cache[li]
-            kc[:, pos, :] = k
-            vc[:, pos, :] = v
-            if T >= GEMV_SCORES_MIN_CONTEXT:
-                # one BLAS GEMV per query head streams its K rows: ~1.6x the bandwidth of a
-                # batched GEMM with 4 columns, ~2.8x that of q . K^T (cold cache, 1 thread)
-                for j in range(kvh):
-                    kj = kc[j, :T, :]
-                    for i in range(g):
-                        np.dot(kj, qg[j, i], out=s[j, i])
-            else:  # short contexts: one call, per-call overhead dominates
-                np.matmul(qg, kc[:, :T, :].transpose(0, 2, 1), out=s)
-            s *= inv_sqrt_d
-            s -= s.max(axis=-1, keepdims=True)
-            np.exp(s, out=s)
-            s /= s.sum(axis=-1, keepdims=True)
-            np.matmul(s, vc[:, :T, :], out=self._a.reshape(kvh, g, hd))  # heads * hd
+            attention[li](1, pos, threads)  # RoPE, cache write, attention: one C call
             t_attn += perf() - t
             # o (+ residual), gate|up, squared-ReLU gate, down (+ residual), next layer's qkv
-            self._chains[li + 1].run(eps, MIN_ABSMAX, threads, seconds)
+            chains[li + 1].run(eps, MIN_ABSMAX, threads, seconds)
         t_gemv = seconds[0]
 
         t = perf()
@@ -332,3 +313,91 @@ class Model:
             out.append(tok)
         return out
 
+
+    # ---- prefill
+
+    def _prefill_buffers(self, T: int, threads: int) -> dict:
+        """GEMMs prepared for T tokens (one per matrix shape, shared by the layers) and the
+        float and int8 buffers of T rows; kept for the next prefill of the same T and threads."""
+        key = (T, threads)
+        if self._prefill_state is not None and self._prefill_state["key"] == key:
+            return self._prefill_state
+        self._prefill_state = None  # drop the old buffers before allocating new ones
+        cfg, L0 = self.config, self.layers[0]
+        b = {"key": key}
+        b["gemm"] = {name: PreparedGemm(L0[name].packed, T, threads) for name in ("qkv", "o", "gate_up", "down")}
+        b["h"] = np.zeros((T, cfg.hidden), np.float32)
+        b["qkv"] = np.zeros((T, cfg.q_out + 2 * cfg.kv_out), np.float32)
+        b["a"] = np.zeros((T, cfg.q_out), np.float32)
+        b["f"] = np.zeros((T, cfg.ffn), np.float32)
+        b["xh"] = np.zeros((T, cfg.hidden), np.int8)
+        b["xq"] = np.zeros((T, cfg.q_out), np.int8)
+        b["xf"] = np.zeros((T, cfg.ffn), np.int8)
+        b["xs"] = np.zeros(T, np.float32)
+        b["attention"] = [RopeAttention(b["qkv"], self.k_cache[li], self.v_cache[li], self.cos, self.sin, b["a"],
+                                        cfg.heads) for li in range(cfg.layers)]
+        self._prefill_state = b
+        return b
+
+    def prefill(self, token_ids, threads: int | None = None, return_all: bool = False) -> np.ndarray:
+        """Run the prompt ``token_ids`` (T >= 1 ids) from the current position through every
+        layer as GEMMs (N = T), fill the KV cache at positions pos .. pos+T-1 and advance
+        ``pos`` by T, as T calls of :meth:`step` would.
+
+        Returns the float32 logits (vocab,) of the last position, or with ``return_all`` those
+        of every position (T, vocab).  Per token: the activations are quantised to int8 by
+        per-token absmax after each RMSNorm, exactly as a decode step does; attention is causal
+        (token t attends to positions [0, pos + t]).  ``threads``: OpenMP threads (default:
+        physical cores).  Seconds by part of the last call: :attr:`prefill_timings`."""
+        t_start = time.perf_counter()
+        cfg = self.config
+        if isinstance(token_ids, np.ndarray):
+            token_ids = token_ids.tolist()
+        if not isinstance(token_ids, (list, tuple)) or not token_ids:
+            raise ValueError("token_ids must be a non-empty list of token ids")
+        tokens = [check_token(t, cfg.vocab) for t in token_ids]
+        threads = default_threads() if threads is None else validate.threads(threads)
+        T, p0 = len(tokens), self.pos
+        if p0 + T > self.max_context:
+            raise RyzlabError(f"{T} prompt tokens from position {p0} exceed max_context {self.max_context}; "
+                              "call reset() or generate the model with a larger max_context")
+        with blas_threads(1):
+            return self._prefill(tokens, threads, return_all, t_start)
+
+    def _prefill(self, tokens: list[int], threads: int, return_all: bool, t_start: float) -> np.ndarray:
+        cfg, eps, perf = self.config, self.config.norm_eps, time.perf_counter
+        T, p0 = len(tokens), self.pos
+        b = self._prefill_buffers(T, threads)
+        G, h, qkv, a, f, xs = b["gemm"], b["h"], b["qkv"], b["a"], b["f"], b["xs"]
+        t_gemm = t_attn = 0.0
+
+        def linear(x, norm, xq, name, L, out, epilogue):
+            nonlocal t_gemm
+            rmsnorm_quant_rows(x, norm, eps, MIN_ABSMAX, xq, xs, threads)
+            t = perf()
+            y = G[name](xq, weights=L[name].packed)
+            t_gemm += perf() - t
+            dequant_rows(y, L[name].row_scales, xs, out, epilogue, threads)
+
+        for i, tok in enumerate(tokens):
+            h[i] = self._embedding_row(tok)
+        for li, L in enumerate(self.layers):
+            linear(h, L["attn_norm"], b["xh"], "qkv", L, qkv, "store")
+            t = perf()
+            b["attention"][li](T, p0, threads)
+            t_attn += perf() - t
+            linear(a, L["attn_sub_norm"], b["xq"], "o", L, h, "accumulate")
+            linear(h, L["ffn_norm"], b["xh"], "gate_up", L, f, "sqrelu_gate")
+            linear(f, L["ffn_sub_norm"], b["xf"], "down", L, h, "accumulate")
+        self.pos = p0 + T
+
+        t = perf()
+        if return_all:
+            logits = np.stack([self.head.logits(h[i], self.final_norm, eps, threads) for i in range(T)])
+        else:
+            logits = self.head.logits(h[T - 1], self.final_norm, eps, threads)
+        t_head = perf() - t
+        total = perf() - t_start
+        self.prefill_timings = {"ternary_gemm": t_gemm, "attention": t_attn, "lm_head": t_head,
+                                "other": total - t_gemm - t_attn - t_head}
+        return logits

@@ -101,3 +101,11 @@ def test_numpy_parts_work_without_the_library():
             "print(ryzlab.reference.gemm(np.ones((2, 3), np.int8), np.ones(3, np.int8)).tolist())")
     out = _python(code, RYZLAB_LIB="/nonexistent/libryzlab.so")
     assert out.returncode == 0 and "[3, 3]" in out.stdout, out.stderr
+
+
+def test_registry_has_every_tier():
+    """A lost registry line must fail loudly, not shrink every registry-driven test."""
+    names = {k.name for k in ryzlab.registry()}
+    for tier in ("ref", "lut_scalar", "lut_avx2", "mad_avx2", "lut_avx512", "mad_avx512vnni",
+                 "mad_t5_scalar", "mad_t5_avx2", "mad_t5_avx512vnni"):
+        assert tier in names

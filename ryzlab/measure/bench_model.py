@@ -39,20 +39,21 @@ from ..model import TIMING_CATEGORIES, Model, get_config
 from ..model.decoder import PREFILL_CATEGORIES
 from . import stats
 from .decode import peak_rss_bytes
-from .harness import ComputeBench, ReadBench
+from .harness import ComputeBench, ReadBench, compute_probe
 
-#: int8 MAC probes by preference, and the one matching a MAD kernel's ISA.
+#: int8 MAC probes by preference (the ceiling of LUT and scalar kernels: the best this CPU has).
 MAC_PROBES = ("mac_vpdpbusd_avx512", "mac_maddubs_avx2")
-KERNEL_PROBE = {"mad_avx512vnni": "mac_vpdpbusd_avx512", "mad_avx2": "mac_maddubs_avx2"}
 
 
 def compute_probe_for(kernel: str) -> str | None:
-    """The int8 MAC probe pp is compared against for ``kernel`` (None: the CPU has none)."""
+    """The int8 MAC probe pp is compared against for ``kernel`` (None: the CPU has none): the
+    kernel's own instruction's probe for MAD kernels (:func:`harness.compute_probe`), else the
+    best int8 MAC probe this CPU supports."""
     lib = _native.lib()
     supported = {_native.string(lib.ryz_probe_name(i)) for i in range(lib.ryz_probe_count())
                  if lib.ryz_probe_supported(i)}
-    own = KERNEL_PROBE.get(kernel)
-    if own in supported:
+    own = compute_probe(kernel)
+    if own in supported and own in MAC_PROBES:
         return own
     return next((p for p in MAC_PROBES if p in supported), None)
 

@@ -57,6 +57,9 @@ string, e.g. -p tag "'01'".  A sweep file looks like
   runs: [{threads: 1}, {threads: 2, kernel: mad_avx2}]   # explicit list
 and every combination becomes its own run.  Executed notebooks land in
 results/runs/<run_id>/; build the HTML report afterwards with `python -m ryzlab report`.
+
+Ctrl-C stops a run (exit code 130) and prints the command that finishes it:
+  python -m ryzlab run --resume 20250101T120000.123Z-a1b2c3
 """
 
 
@@ -203,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", metavar="FILE", help="YAML sweep; one run per combination")
     p.add_argument("--run-id", metavar="ID",
                    help="run id to use (default: a new timestamped id)")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="finish an interrupted or failed run: execute the notebooks it did not "
+                   "finish, with its recorded parameters (give no other arguments)")
     p.set_defaults(func=_lazy("ryzlab.lab.runner"))
     p = sub.add_parser(
         "report",
@@ -215,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run-id", metavar="ID",
-                   help="run to report (default: the latest run with executed notebooks)")
+                   help="run to report (default: the latest complete run; an incomplete "
+                   "run's report opens with a banner saying what is missing)")
     p.add_argument("--out", metavar="PATH", type=Path,
                    help="output file (default: results/report.html)")
     p.set_defaults(func=_lazy("ryzlab.lab.report"))

@@ -1,6 +1,7 @@
 import argparse
 import base64
 import io
+import os
 import re
 
 import matplotlib
@@ -99,3 +100,67 @@ def test_save_figure_writes_png_and_svg(root):
 def test_cli():
     args = build_parser().parse_args(["report", "--run-id", "r1", "--out", "x.html"])
     assert (args.run_id, str(args.out)) == ("r1", "x.html")
+
+
+def test_incomplete_run_gets_a_banner_and_is_not_the_default(root, tmp_path, capsys):
+    executed_notebook(results.run_dir("20250101T000000.000Z-aaaaaa") / "01_probe.ipynb")
+    results.write_context("20250101T000000.000Z-aaaaaa", {"status": "complete"})
+    newer = "20250102T000000.000Z-bbbbbb"
+    executed_notebook(results.run_dir(newer) / "01_probe.ipynb")
+    results.write_context(newer, {
+        "cpu_model": "Test CPU", "status": "interrupted", "current": "02_more",
+        "planned": ["01_probe", "02_more", "03_last"], "finished": ["01_probe"],
+        "notebook_paths": {"01_probe": "/x/01_probe.ipynb"}})
+    assert report.latest_run() == "20250101T000000.000Z-aaaaaa"
+    assert report.run_status(newer)["missing"] == ["02_more", "03_last"]
+
+    html = report.build_report(newer, out=tmp_path / "r.html").read_text()
+    banner = html[html.index('class="ryzlab-incomplete"'):]
+    banner = banner[:banner.index("</div>")]
+    assert "Incomplete run: status interrupted" in banner and "1 of 3 notebooks" in banner
+    assert "<code>02_more</code>, <code>03_last</code>" in banner
+    assert f"python -m ryzlab run --resume {newer}" in banner
+    assert html.index("ryzlab-incomplete") < html.index("Summary: the fix sequence")
+    assert "Test CPU" in html and "notebook_paths" not in html  # bookkeeping stays out
+
+    # The CLI reports the latest complete run, and says what it skipped.
+    assert report.cli(build_parser().parse_args(["report"])) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(root / "report.html") and newer in captured.err
+    assert 'class="ryzlab-incomplete"' not in (root / "report.html").read_text()
+    assert report.cli(build_parser().parse_args(["report", "--run-id", newer])) == 0
+    assert "interrupted" in capsys.readouterr().err
+
+    # Only incomplete runs: the newest of them, with its banner.
+    results.write_context("20250101T000000.000Z-aaaaaa", {"status": "failed"})
+    assert report.latest_run() == newer
+
+
+def test_report_file_is_readable_by_others(root):
+    executed_notebook(results.run_dir("r1") / "01_probe.ipynb")
+    old = os.umask(0o022)
+    try:
+        path = report.build_report("r1")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_save_figure_is_atomic(root, monkeypatch):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    paths = save_figure(fig, "probe")
+    before = {p: p.read_bytes() for p in paths}
+    assert all(p.stat().st_mode & 0o044 for p in paths)  # not mkstemp's 0600
+
+    def killed(src, dst):
+        raise KeyboardInterrupt("killed mid-save")
+
+    ax.plot([1, 0])
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            save_figure(fig, "probe")
+    plt.close(fig)
+    assert {p: p.read_bytes() for p in paths} == before
+    assert sorted(p.name for p in (root / "figures").iterdir()) == ["probe.png", "probe.svg"]

@@ -135,3 +135,46 @@ def test_run_context_is_json_and_complete():
                                             ("32768K", 32 << 20), ("2M", 2 << 20)])
 def test_cache_size_parsing(text, size):
     assert topology._parse_size(text) == size
+
+
+def test_runner_rows_name_their_notebook_and_can_be_discarded(root, monkeypatch):
+    results.write_table("t", [{"a": "007"}], "r1")  # written by hand: no notebook column
+    monkeypatch.setenv(results.NOTEBOOK_ENV, "01_x")
+    results.write_table("t", [{"a": 1}, {"a": 2}], "r1")
+    results.write_table("only01", [{"b": 1}], "r1")
+    results.write_table("t", [{"a": 9}], "r2")
+    monkeypatch.setenv(results.NOTEBOOK_ENV, "02_y")
+    path = results.write_table("t", pd.DataFrame({"a": [3], "notebook": ["02_y"]}), "r1")
+    with pytest.raises(ValueError, match="notebook"):
+        results.write_table("t", [{"a": 4, "notebook": "01_x"}], "r1")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(frame.columns) == ["run_id", "a", "notebook"]  # the hand-written file's first
+    assert frame["notebook"].tolist() == ["", "01_x", "01_x", "02_y"]
+
+    other_run = (root / "tables" / "t" / "r2.csv").read_bytes()
+    changed = results.discard_rows("r1", "01_x")
+    assert sorted(p.parent.name for p in changed) == ["only01", "t"]
+    assert path.read_text().splitlines() == ["run_id,a,notebook", "r1,007,", "r1,3,02_y"]
+    assert not (root / "tables" / "only01" / "r1.csv").exists()  # no rows left: no file
+    assert (root / "tables" / "t" / "r2.csv").read_bytes() == other_run
+    assert results.discard_rows("r1", "01_x") == []  # idempotent
+
+
+def test_written_files_are_readable_by_others(root):
+    old = os.umask(0o022)
+    try:
+        paths = [results.write_table("t", [{"a": 1}], "r1"),
+                 results.write_table("t", [{"a": 2}], "r1"),
+                 results.write_context("r1", {"x": 1}),
+                 results.atomic_write_text(root / "report.html", "<html></html>")]
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in paths} == {"0o644"}
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_update_context_rewrites_one_key(root):
+    results.write_context("r1", {"cpu_model": "X", "status": "running"})
+    assert results.update_context("r1", status="complete") == {"cpu_model": "X",
+                                                                "status": "complete"}
+    assert results.read_context("r1")["status"] == "complete"

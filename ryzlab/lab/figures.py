@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from .results import _check_name, results_dir
+from .results import _check_name, atomic_path, results_dir
 
 _STYLE = {
     "figure.figsize": (7.0, 4.0),
@@ -36,12 +36,16 @@ def apply_style() -> None:
 def save_figure(fig: Figure, name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """Save ``fig`` as ``figures/<name>.png`` (120 dpi) and ``.svg`` under the results root.
 
-    Returns the two paths.  The figure stays open so the notebook still displays it.
+    Returns the two paths.  The figure stays open so the notebook still displays it.  Each
+    file is written atomically (temp file, then rename), so a run killed mid-save leaves
+    the previous figure, never half of one.
     """
     out = results_dir(root) / "figures"
     out.mkdir(parents=True, exist_ok=True)
     base = out / _check_name(name, "figure name")
     paths = [base.with_name(f"{base.name}.png"), base.with_name(f"{base.name}.svg")]
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1])
+    for path, kwargs in zip(paths, ({"dpi": 120}, {})):
+        with atomic_path(path) as tmp:
+            # The temp name ends in .tmp: name the format, matplotlib cannot infer it.
+            fig.savefig(tmp, format=path.suffix[1:], **kwargs)
     return paths

@@ -2,8 +2,10 @@
 
 Layout under the results root (``$RYZLAB_RESULTS``, default ``<repo>/results``)::
 
-    runs/<run_id>/context.json        machine and software context, captured once per run
+    runs/<run_id>/context.json        machine and software context, captured once per run,
+                                      plus the run's progress (status, planned, finished)
     runs/<run_id>/<notebook>.ipynb    executed notebooks (written by ryzlab.runner)
+    runs/<run_id>/partial/            notebooks while they execute (moved up when done)
     tables/<table>/<run_id>.csv       one file per table and run
     figures/<name>.png|.svg           (written by ryzlab.figures)
     report.html                       (written by ryzlab.report)
@@ -11,6 +13,7 @@ Layout under the results root (``$RYZLAB_RESULTS``, default ``<repo>/results``):
 Each run writes only its own files, so an interrupted run cannot damage an earlier run's
 results, and every write is atomic (temp file, fsync, rename), so a reader sees either the
 old or the new file, never half of one.  Temp files end in ``.tmp`` and never match ``*.csv``.
+Files get the permissions ``open()`` would give (0o644 under umask 022).
 
 Tables are tidy: one row per observation, one column per variable, and every row carries
 ``run_id``.  Column names state their unit: ``median_s`` (seconds), ``gbps`` (GB/s, 1e9
@@ -25,6 +28,8 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,19 +70,34 @@ def new_run_id() -> str:
     return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a ``.tmp`` file in the same directory, fsync,
-    then ``os.replace``.  On any failure the temp file is removed and ``path`` is untouched."""
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (0o644 under umask 022).
+    ``tempfile.mkstemp`` creates 0o600, which would leave results unreadable to others."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; write the file there.  On normal exit the temp
+    file is fsynced, given ordinary permissions (``_file_mode``) and renamed over ``path``
+    (``os.replace``), and the directory fsynced.  On any failure the temp file is removed
+    and ``path`` is untouched: a reader, or a run killed at any instant, never sees half a
+    file.  Temp names are ``.<name>.<random>.tmp``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
+        os.fchmod(fd, _file_mode())
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     # Make the rename itself durable, not just the file contents.
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -85,7 +105,18 @@ def atomic_write_text(path: Path, text: str) -> Path:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see ``atomic_path``); return ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+    return Path(path)
+
+
+NOTEBOOK_ENV = "RYZLAB_NOTEBOOK"
+"""Set by the runner to the executing notebook's name; ``write_table`` records it in a
+``notebook`` column so a re-executed notebook's earlier rows can be found and dropped."""
 
 
 def write_table(
@@ -96,16 +127,23 @@ def write_table(
 ) -> Path:
     """Add ``rows`` to ``table`` for ``run_id``; return the CSV's path.
 
-    A ``run_id`` column is set on every row (first column).  A second call for the same
-    table and run appends: the existing rows are read, the new ones concatenated (columns
-    are unioned) and the whole file replaced atomically.  One process per run is assumed:
-    two concurrent writers of the same (table, run) could lose each other's rows.
+    A ``run_id`` column is set on every row (first column).  Under the runner
+    (``$RYZLAB_NOTEBOOK`` set) a ``notebook`` column (second) names the notebook that wrote
+    the rows.  A second call for the same table and run appends: the existing rows are
+    read, the new ones concatenated (columns are unioned) and the whole file replaced
+    atomically.  One process per run is assumed: two concurrent writers of the same
+    (table, run) could lose each other's rows.
     """
     frame = pd.DataFrame(rows)
     if "run_id" in frame.columns and not (frame["run_id"] == run_id).all():
         raise ValueError(f"rows carry a run_id other than {run_id!r}")
     frame = frame.drop(columns="run_id", errors="ignore")
     frame.insert(0, "run_id", run_id)
+    if notebook := os.environ.get(NOTEBOOK_ENV):
+        if "notebook" in frame.columns and not (frame["notebook"] == notebook).all():
+            raise ValueError(f"rows carry a notebook other than {notebook!r} (the runner's)")
+        frame = frame.drop(columns="notebook", errors="ignore")
+        frame.insert(1, "notebook", notebook)
     _check_name(run_id, "run_id")
     path = results_dir(root) / "tables" / _check_name(table, "table") / f"{run_id}.csv"
     if path.exists():
@@ -114,6 +152,26 @@ def write_table(
         existing = pd.read_csv(path, dtype=str, keep_default_na=False)
         frame = pd.concat([existing, frame], ignore_index=True)
     return atomic_write_text(path, frame.to_csv(index=False))
+
+
+def discard_rows(run_id: str, notebook: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the rows ``notebook`` wrote (its ``notebook`` column) from every table of
+    ``run_id``, so that re-executing it does not duplicate them; return the files changed.
+
+    Each file is rewritten atomically, the other rows kept as their exact text; a file left
+    without rows is deleted.  Idempotent: the runner calls it before every execution.
+    """
+    changed = []
+    for path in sorted((results_dir(root) / "tables").glob(f"*/{_check_name(run_id, 'run_id')}.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "notebook" not in frame.columns or not (mine := frame["notebook"] == notebook).any():
+            continue
+        if mine.all():
+            path.unlink()
+        else:
+            atomic_write_text(path, frame[~mine].to_csv(index=False))
+        changed.append(path)
+    return changed
 
 
 def load(table: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -128,6 +186,13 @@ def write_context(run_id: str, ctx: dict, root: str | os.PathLike | None = None)
     """Store ``ctx`` as ``runs/<run_id>/context.json`` (atomically); return its path."""
     text = json.dumps(ctx, indent=2, default=str) + "\n"
     return atomic_write_text(run_dir(run_id, root) / "context.json", text)
+
+
+def update_context(run_id: str, root: str | os.PathLike | None = None, **changes) -> dict:
+    """Set ``changes`` in the stored context of ``run_id`` (atomically); return the result."""
+    ctx = {**read_context(run_id, root), **changes}
+    write_context(run_id, ctx, root)
+    return ctx
 
 
 def read_context(run_id: str, root: str | os.PathLike | None = None) -> dict:

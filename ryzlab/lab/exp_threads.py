@@ -17,6 +17,7 @@ from ..core import reference
 from ..core.kernels import kernels
 from ..core.ops import SCHEDULES, gemm, pack
 from ..measure import harness
+from ..measure.scaling import amdahl_speedup, fit_serial_fraction
 
 #: The thread counts of the guide's own benchmark (its Step 3.4).
 GUIDE_THREADS = (1, 2, 4, 8, 16)
@@ -185,3 +186,23 @@ def guide_report(gb: pd.DataFrame) -> tuple[str, dict[tuple[str, str], tuple[flo
                 + ("" if guide_ok == real_ok else f"; against its stated 85 % target: {'met' if real_ok else 'not met'}"),
                 ""]
     return "\n".join(out), verdicts
+
+
+def amdahl_fits(dec: pd.DataFrame, gem: pd.DataFrame) -> pd.DataFrame:
+    """Amdahl's serial fraction fitted to each decode (kernel, shape) and GEMM (kernel, N)
+    speedup curve (:func:`ryzlab.measure.scaling.fit_serial_fraction`), with the speedup the
+    fit predicts at the largest measured thread count and at 16 and 64 threads.  Curves with
+    only one thread count are left out."""
+    rows = []
+    for case, frame, key in (("decode", dec, "shape"), ("gemm", gem, "N")):
+        for (kernel, what), g in frame.groupby(["kernel", key], sort=False):
+            if g["threads"].max() < 2:
+                continue
+            s = fit_serial_fraction(g["threads"].to_numpy(), g["speedup_vs_1t"].to_numpy())
+            rows.append({"case": case, "kernel": kernel, "what": str(what), "max_threads": int(g["threads"].max()),
+                         "serial_fraction": s,
+                         "measured_speedup_at_max": float(g.loc[g["threads"].idxmax(), "speedup_vs_1t"]),
+                         "amdahl_speedup_at_max": float(amdahl_speedup(g["threads"].max(), s)),
+                         "amdahl_speedup_at_16": float(amdahl_speedup(16, s)),
+                         "amdahl_speedup_at_64": float(amdahl_speedup(64, s))})
+    return pd.DataFrame(rows)

@@ -307,3 +307,40 @@ def stacked_shares(breakdown: pd.DataFrame, categories: list[str], title: str) -
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def n_sweep(sweep: pd.DataFrame, title: str) -> Figure:
+    """% of the compute probe's peak (y) against tokens per product N (log x), one line per
+    kernel: where the GEMM stops being bound by its weights and becomes bound by arithmetic."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (kernel, g) in enumerate(sweep.groupby("kernel", sort=False)):
+        g = g.sort_values("N")
+        ax.plot(g["N"], g["gops"], marker=_MARKERS[i % len(_MARKERS)], label=kernel)
+        if g["pct_of_peak"].notna().any():
+            bx.plot(g["N"], g["pct_of_peak"], marker=_MARKERS[i % len(_MARKERS)], label=kernel)
+    for a in (ax, bx):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("tokens per product N")
+    ax.set_ylabel("Gop/s (2·M·N·K / s)")
+    bx.set_ylabel("% of the compute probe (same rounds)")
+    bx.axhline(100, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def pp_tg(model: pd.DataFrame, title: str) -> Figure:
+    """Prompt-processing and generation tok/s per system, ryzlab's ceilings drawn as ticks."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    labels = [f"{s}\n{v}" for s, v in zip(model["system"], model["variant"])]
+    for ax, col, ceiling, name in ((axes[0], "pp_tok_s", "pp_ceiling_tok_s", "prompt processing (pp)"),
+                                   (axes[1], "tg_tok_s", "tg_roofline_tok_s", "generation (tg)")):
+        ax.bar(labels, model[col], color=["C0"] + ["C1"] * (len(model) - 1))
+        ceil = model[ceiling].iloc[0] if ceiling in model and pd.notna(model[ceiling].iloc[0]) else None
+        if ceil:
+            ax.axhline(ceil, color="grey", ls="--", lw=0.8, label="ryzlab's ceiling")
+            ax.legend(fontsize=8)
+        ax.set_ylabel("tok/s")
+        ax.set_title(name)
+    fig.suptitle(title)
+    return fig

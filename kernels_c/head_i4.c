@@ -25,7 +25,9 @@
  * code(k0 + 4 + j) in its high nibble.  A super-block is 64 + 16 G bytes (a multiple of 64),
  * so every load is aligned when the buffer is.  Bits per weight (K a multiple of 2G):
  * 4 + 16 / G, i.e. 4.5 for G = 32 and 4.25 for G = 64.  Padding rows (M up to a multiple of
- * 16) have codes 8 and scales 0 and are never written out. */
+ * 16) have codes 8 and scales 0 and are never written out.  After the tiles, a 64-byte trailer
+ * holds M, K and G (int64): the byte count alone does not pin M down (16 rows share a tile),
+ * so gemv and row refuse a buffer whose trailer disagrees with the shape they are given. */
 #include <omp.h>
 #include <string.h>
 
@@ -46,10 +48,26 @@ static int64_t kp_of(int64_t K, int G) { return ryz_round_up(K, 2 * (int64_t)G);
 static int64_t groups_of(int64_t K, int G) { return (K + G - 1) / G; }  /* real groups */
 static int64_t tile_bytes_of(int64_t K, int G) { return kp_of(K, G) / G * 2 * T + kp_of(K, G) * T / 2; }
 
+#define TRAILER RYZ_HEAD4_TRAILER
+
 long long ryz_head4_packed_bytes(long long M, long long K, int group) {
     int rc = check_shape(M, K, group);
     if (rc) return rc;
-    return ryz_round_up(M, T) / T * tile_bytes_of(K, group);
+    return ryz_round_up(M, T) / T * tile_bytes_of(K, group) + TRAILER;
+}
+
+static void write_trailer(uint8_t *packed, int64_t bytes, int64_t M, int64_t K, int64_t G) {
+    const int64_t v[3] = {M, K, G};
+    memset(packed + bytes - TRAILER, 0, TRAILER);
+    memcpy(packed + bytes - TRAILER, v, sizeof v);
+}
+
+/* RYZ_OK when packed holds exactly an M x K head of group G (size and trailer). */
+static int check_packed(const uint8_t *packed, long long bytes, int64_t M, int64_t K, int G) {
+    if (bytes != ryz_head4_packed_bytes(M, K, G)) return RYZ_EPACKED;
+    int64_t v[3];
+    memcpy(v, packed + bytes - TRAILER, sizeof v);
+    return v[0] == M && v[1] == K && v[2] == G ? RYZ_OK : RYZ_EPACKED;
 }
 
 long long ryz_head4_workspace_bytes(long long K, int group) {
@@ -87,6 +105,7 @@ int ryz_head4_pack(const signed char *q, long long q_len, const unsigned short *
         if (q[i] < -8 || q[i] > 7) return RYZ_EVALUE;
     for (int64_t i = 0; i < rows * ng; i++)
         if (!fp16_finite(scales[i])) return RYZ_EVALUE;
+    write_trailer(out, out_bytes, M, K, G);
     const int64_t tiles = (rows + T - 1) / T;
     for (int64_t t = 0; t < tiles; t++) {
         uint8_t *tile = out + (m0 / T + t) * tb;
@@ -131,7 +150,7 @@ int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long
     int rc = check_shape(M, K, group);
     if (rc) return rc;
     if (!packed || !out || m < 0 || m >= M) return RYZ_EARG;
-    if (packed_bytes != ryz_head4_packed_bytes(M, K, group)) return RYZ_EPACKED;
+    if ((rc = check_packed(packed, packed_bytes, M, K, group))) return rc;
     if (out_len < K) return RYZ_EWS;
     const int G = group, r = (int)(m % T);
     const uint8_t *tile = packed + m / T * tile_bytes_of(K, G);
@@ -186,7 +205,7 @@ int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long lon
     if (!rc) rc = ryz_check_threads(threads);
     if (rc) return rc;
     if (!packed || !x || !y || !ws) return RYZ_EARG;
-    if (packed_bytes != ryz_head4_packed_bytes(M, K, group)) return RYZ_EPACKED;
+    if ((rc = check_packed(packed, packed_bytes, M, K, group))) return rc;
     if (x_len < K || y_len < M || ws_bytes < ryz_head4_workspace_bytes(K, group)) return RYZ_EWS;
     const int G = group;
     const int64_t Kp = kp_of(K, G), tb = tile_bytes_of(K, G), tiles = ryz_round_up(M, T) / T;

@@ -109,7 +109,8 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
  * `group` (32 or 64) weights along K, times one token's int8 activations.  Per row,
  * y = sum over groups g, in order, of float32(scale_g * exact int32 dot_g), accumulated in
  * float32 (multiplies and adds, no FMA); the same on every tier.  Rows are packed in tiles of
- * RYZ_HEAD4_TILE.  ryz_head4_pack packs `rows` rows starting at row m0 (a multiple of the tile;
+ * RYZ_HEAD4_TILE, then a trailer with M, K and group that gemv and row check (RYZ_EPACKED).
+ * ryz_head4_pack packs `rows` rows starting at row m0 (a multiple of the tile;
  * rows a multiple of it unless the call ends at M) from q (rows x K int8, q_len elements) and
  * scales (rows x ceil(K / group) fp16 bit patterns, scales_len elements) into out, the whole
  * packed head (out_bytes = ryz_head4_packed_bytes); RYZ_EVALUE for q outside [-8, 7] or a
@@ -117,6 +118,7 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
  * ryz_head4_gemv: x (K int8, x_len), y (M float32, y_len), ws (ryz_head4_workspace_bytes). */
 enum {
     RYZ_HEAD4_TILE = 16,
+    RYZ_HEAD4_TRAILER = 64,   /* bytes after the tiles: M, K, group */
 };
 long long ryz_head4_packed_bytes(long long M, long long K, int group);
 long long ryz_head4_workspace_bytes(long long K, int group);

@@ -134,6 +134,12 @@ def test_int4_bad_input():
         head.Int4Head.from_chunks(40, 64, 32, [(np.zeros((8, 64), np.int8), np.ones((8, 2), np.float16))] * 5)
     with pytest.raises(ValueError, match="takes"):
         head.Int4Head(4, 64, 32, np.zeros(10, np.uint8))
+    # M = 4 and M = 5 pack to the same bytes (one 16-row tile): the trailer tells them apart
+    forged = head.Int4Head(5, 64, 32, head.Int4Head.from_int4(q, s, 32).data)
+    with pytest.raises(ryzlab.KernelCallError, match="packed"):
+        forged.gemv(np.zeros(64, np.int8))
+    with pytest.raises(ryzlab.KernelCallError, match="packed"):
+        forged.row(4)
     h = head.Int4Head.from_int4(q, s, 32)
     with pytest.raises(ValueError, match="K = 9"):
         h.gemv(np.zeros(9, np.int8))

@@ -304,8 +304,8 @@ class Int4Head:
 
     @property
     def bits_per_weight(self) -> float:
-        """Packed bits per weight, scales and padding included."""
-        return 8.0 * self.nbytes / (self.M * self.K)
+        """Packed bits per weight, scales and padding included (the 64-byte shape trailer not)."""
+        return 8.0 * (self.nbytes - _native.lib().RYZ_HEAD4_TRAILER) / (self.M * self.K)
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> PreparedInt4Head:
         """A GEMV reading int8 ``x`` (K,) and writing float32 ``y`` (M,), both owned by the caller."""

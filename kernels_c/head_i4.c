@@ -156,10 +156,10 @@ int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long
     const uint8_t *tile = packed + m / T * tile_bytes_of(K, G);
     for (int64_t k = 0; k < K; k++) {
         int shift;
-        const int64_t g = k / G;
+        const int64_t g = k / G, at = weight_offset(g, k % G, r, G, &shift);  /* sets shift first */
         uint16_t h;
         memcpy(&h, tile + scale_offset(g, r, G), 2);
-        const int c = tile[weight_offset(g, k % G, r, G, &shift)] >> shift & 0x0f;
+        const int c = tile[at] >> shift & 0x0f;
         out[k] = (float)(c - 8) * half_to_float(h);
     }
     return RYZ_OK;
@@ -176,7 +176,8 @@ static void tiles_scalar(const uint8_t *packed, int64_t tb, int64_t Kp, int G, c
                 int32_t dot = 0;
                 for (int kk = 0; kk < G; kk++) {
                     int shift;
-                    const int c = tile[weight_offset(g, kk, r, G, &shift)] >> shift & 0x0f;
+                    const int64_t at = weight_offset(g, kk, r, G, &shift);  /* sets shift first */
+                    const int c = tile[at] >> shift & 0x0f;
                     dot += c * x[g * G + kk];
                 }
                 dot -= xs8[g];

@@ -5,6 +5,11 @@ as int8 with one float scale per row (absmax), 1 byte per weight, and multiplied
 per-token int8 activations on the fastest int8 path of the CPU (vpdpbusd where AVX-512 VNNI
 exists, scalar otherwise; :func:`isa` says which).  Logits are exact integer dot products
 times the two scales.
+
+:class:`Int4Head` is the compact variant: 4-bit weights with one fp16 scale per group of 32 or
+64 weights along K (4.5 or 4.25 bits per weight), the same int8 activations, an exact integer
+product per group and the group scales applied in float32 (``ryz_head4_gemv``; the arithmetic
+and layout are in kernels_c/head_i4.c and kernels_c/README.md).
 """
 
 from __future__ import annotations

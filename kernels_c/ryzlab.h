@@ -111,6 +111,33 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
                   const signed char *x, long long x_bytes, int *y, long long y_bytes,
                   unsigned char *ws, long long ws_bytes, int threads);
 
+/* The int4 LM head (head_i4.c): 4-bit weights q in [-8, 7] with one fp16 scale per group of
+ * `group` (32 or 64) weights along K, times one token's int8 activations.  Per row,
+ * y = sum over groups g, in order, of float32(scale_g * exact int32 dot_g), accumulated in
+ * float32 (multiplies and adds, no FMA); the same on every tier.  Rows are packed in tiles of
+ * RYZ_HEAD4_TILE, then a trailer with M, K and group that gemv and row check (RYZ_EPACKED).
+ * ryz_head4_pack packs `rows` rows starting at row m0 (a multiple of the tile;
+ * rows a multiple of it unless the call ends at M) from q (rows x K int8, q_len elements) and
+ * scales (rows x ceil(K / group) fp16 bit patterns, scales_len elements) into out, the whole
+ * packed head (out_bytes = ryz_head4_packed_bytes); RYZ_EVALUE for q outside [-8, 7] or a
+ * non-finite scale.  ryz_head4_row writes row m dequantised (K floats, q * scale).
+ * ryz_head4_gemv: x (K int8, x_len), y (M float32, y_len), ws (ryz_head4_workspace_bytes). */
+enum {
+    RYZ_HEAD4_TILE = 16,
+    RYZ_HEAD4_TRAILER = 64,   /* bytes after the tiles: M, K, group */
+};
+long long ryz_head4_packed_bytes(long long M, long long K, int group);
+long long ryz_head4_workspace_bytes(long long K, int group);
+int ryz_head4_pack(const signed char *q, long long q_len, const unsigned short *scales, long long scales_len,
+                   long long m0, long long rows, long long M, long long K, int group,
+                   unsigned char *out, long long out_bytes);
+int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long M, long long K, int group,
+                  long long m, float *out, long long out_len);
+const char *ryz_head4_isa(void);
+int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K, int group,
+                   const signed char *x, long long x_len, float *y, long long y_len,
+                   unsigned char *ws, long long ws_bytes, int threads);
+
 int ryz_rmsnorm_quant(const float *x, const float *w, long long n, double eps, double min_absmax,
                       signed char *q, float *scale);
 int ryz_dequant(const int *y, const float *row_scale, float x_scale, long long n, float *out, int accumulate);

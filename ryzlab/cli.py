@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"untimed tokens first (default {2})")
     p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
     p.add_argument("--context", type=int_at_least(0), default=0, help="synthetic KV-cache length to decode at (default 0)")
+    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
+                   help="LM head: int8 rows (default), int4 with fp16 group scales, or the float32 reference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_lazy("ryzlab.measure.decode"))

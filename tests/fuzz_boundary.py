@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import ryzlab
 from ryzlab import reference
-from ryzlab.core.head import Int8Head
+from ryzlab.core.head import INT4_GROUPS, Int4Head, Int8Head, int4_reference
 
 ALLOWED = (ryzlab.RyzlabError, ValueError, TypeError)
 KERNELS = [k.name for k in ryzlab.registry()]
@@ -56,7 +56,8 @@ def fuzz(data) -> None:
     w = data.draw(arrays(M, K, ternary=True))
     x = data.draw(arrays(N, K, ternary=False))
     kernel, t, sched = data.draw(kernels), data.draw(threads), data.draw(schedules)
-    case = data.draw(st.sampled_from(["gemm", "packed", "tampered", "forged", "head", "head_tampered", "sizes"]))
+    case = data.draw(st.sampled_from(["gemm", "packed", "tampered", "forged", "head", "head_tampered", "head4",
+                                          "head4_tampered", "sizes"]))
     _say(case, w.shape, w.dtype, x.shape, x.dtype, kernel, t, sched)
     try:
         if case == "gemm":
@@ -85,7 +86,7 @@ def fuzz(data) -> None:
         elif case == "head":
             h = Int8Head.from_int8(w, np.ones(w.shape[0] if w.ndim else 1, np.float32))
             y = h.gemv_int(x, threads=t if t is not None else 1)
-            assert np.array_equal(y, w.astype(np.int64) @ x.astype(np.int64)), "wrong head result"
+            assert np.array_equal(y, w.astype(np.int64) @ x.astype(np.int64).reshape(-1)), "wrong head result"
         elif case == "head_tampered":
             h = Int8Head.from_int8(w, np.ones(w.shape[0] if w.ndim else 1, np.float32))
             field = data.draw(st.sampled_from(["M", "K", "data"]))
@@ -96,6 +97,25 @@ def fuzz(data) -> None:
                 object.__setattr__(h, field, value)
             h.gemv_int(x, threads=1)
             assert field == "data" and len(value) == h.data.nbytes
+        elif case in ("head4", "head4_tampered"):  # int4 weights: ternary draws are in range, int8 ones not
+            G = data.draw(st.sampled_from([*INT4_GROUPS, 16]))
+            ng = -(-w.shape[-1] // G) if w.ndim == 2 else 1
+            s = np.full((w.shape[0] if w.ndim else 1, ng), 0.5, np.float16)
+            h = Int4Head.from_int4(w, s, G)
+            if case == "head4":
+                y = h.gemv(x, threads=t if t is not None else 1)
+                assert np.array_equal(y, int4_reference(w, s, x.reshape(-1), G)), "wrong int4 head result"
+            else:
+                field = data.draw(st.sampled_from(["M", "K", "group", "data"]))
+                value = {"M": data.draw(dims), "K": data.draw(dims), "group": data.draw(st.sampled_from([16, 32, 64, 0])),
+                         "data": h.data[: data.draw(st.integers(0, h.data.nbytes))]}[field]
+                if data.draw(st.booleans()):
+                    h = dataclasses.replace(h, **{field: value})
+                else:
+                    object.__setattr__(h, field, value)
+                h.gemv(x, threads=1)
+                assert (field == "data" and len(value) == h.data.nbytes or field != "data" and getattr(h, field) ==
+                        {"M": w.shape[0], "K": w.shape[-1], "group": G}[field]), "tampered int4 head ran"
         else:  # sizes alone, without the memory they describe
             kk = data.draw(dims)
             big = np.broadcast_to(np.int8(1), (1, kk)) if 0 < kk <= 1 << 26 else np.zeros((1, 1), np.int8)

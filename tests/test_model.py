@@ -243,3 +243,90 @@ def test_heads_agree_and_unknown_head_is_refused():
     assert f32.bytes_per_token()["head"] == 4 * CONFIGS["tiny"].vocab * CONFIGS["tiny"].hidden
     with pytest.raises(ValueError, match="head must be one of"):
         Model.generate("tiny", head="int3")
+
+
+def test_int4_head_in_the_model():
+    """The int4 head: kind, bytes, embedding rows from the packed head, logits close to f32."""
+    from ryzlab.core.head import int4_reference, quantize_groups
+    from ryzlab.model.heads import HEADS, INT4_GROUP, Int4LMHead, make_head
+    from ryzlab.model.weights import RandomWeights
+
+    cfg = CONFIGS["tiny"]
+    assert "int4" in HEADS
+    m = Model.generate("tiny", seed=3, head="int4")
+    f32 = Model.generate("tiny", seed=3, head="f32")
+    assert m.head.kind == "int4" and m.head.group == INT4_GROUP
+    assert m.bytes_per_token()["head"] == m.head.nbytes < f32.head.nbytes / 4
+    w = RandomWeights(cfg, 3).head_f32()
+    q, s = quantize_groups(w, INT4_GROUP)
+    np.testing.assert_array_equal(m.head.embedding_row(7), q[7] * np.repeat(s[7].astype(np.float32), INT4_GROUP)[:cfg.hidden])
+    # the logits are the C GEMV over the quantised activations, divided by their scale
+    h = np.random.default_rng(0).standard_normal(cfg.hidden).astype(np.float32)
+    z = m.head.logits(h, m.final_norm, cfg.norm_eps, 2)
+    np.testing.assert_array_equal(z, int4_reference(q, s, m.head._xq, INT4_GROUP) / np.float32(m.head._scale[0]))
+    zf = f32.head.logits(h, f32.final_norm, cfg.norm_eps, 1)
+    assert np.sqrt(np.mean((z - zf) ** 2)) < 0.3 * np.sqrt(np.mean(zf ** 2))
+    assert len(m.generate_tokens([1, 2], 3, threads=2)) == 3
+    # built from the int8 head where a source has only that, and from chunks when it has them
+    class Int8Only:
+        config, description, embedding_row = cfg, "int8 only", None
+
+        def head_int8(self):
+            return RandomWeights(cfg, 3).head_int8()
+
+    np.testing.assert_array_equal(make_head("int4", Int8Only()).packed.data, m.head.packed.data)
+    with pytest.raises(TypeError):
+        Int4LMHead(np.zeros(3))
+
+
+def test_embedding_like_head_source():
+    from ryzlab.model.weights import HEAD_BLOCK_ROWS, RandomWeights
+
+    cfg = CONFIGS["tiny"]
+    src = RandomWeights(cfg, 1, head_rows="embedding")
+    w = src.head_f32()
+    assert w.shape == (cfg.vocab, cfg.hidden) and w.dtype == np.float32
+    np.testing.assert_array_equal(np.concatenate(list(src.head_f32_chunks())), w)
+    assert all(c.shape[0] % 16 == 0 for c in list(src.head_f32_chunks())[:-1]) and HEAD_BLOCK_ROWS % 16 == 0
+    q, s = src.head_int8()
+    np.testing.assert_allclose(q * s[:, None], w, atol=float(s.max()))
+    row_norms = np.linalg.norm(w, axis=1)
+    assert row_norms.std() / row_norms.mean() > 0.1  # rows differ in scale, unlike a fixed-norm draw
+    # the default random head is unchanged
+    np.testing.assert_array_equal(RandomWeights(cfg, 1).head_int8()[0], RandomWeights(cfg, 1, "uniform").head_int8()[0])
+    with pytest.raises(ValueError, match="head_rows"):
+        RandomWeights(cfg, 1, head_rows="trained")
+
+
+@pytest.mark.parametrize("feed", ["greedy", "random"])
+def test_head_agreement_table(feed):
+    from ryzlab.measure.head_accuracy import format_table, head_agreement
+
+    rows = head_agreement("tiny", steps=12, heads=("int8", "int4-g64", "int4", "f32"), feed=feed, threads=2)
+    assert [r["head"] for r in rows] == ["int8", "int4-g64", "int4", "f32"]
+    for r in rows:
+        assert 0.0 <= r["top1_agreement"] <= 1.0 and r["steps"] == 12
+        assert 0.0 <= r["kl_median"] <= r["kl_max"] and r["kl_mean"] >= 0.0 and np.isfinite(r["kl_max"])
+        assert 0.0 <= r["logit_rel_rmse"] < 0.5
+    f32 = rows[3]  # the float head against itself: identical
+    assert f32["top1_agreement"] == 1.0 and f32["kl_max"] < 1e-9 and f32["logit_rel_rmse"] == 0.0
+    assert rows[2]["bits_per_weight"] < rows[0]["bits_per_weight"] and rows[1]["bytes"] <= rows[2]["bytes"]
+    if feed == "random":
+        assert rows[0]["distinct_tokens"] > 6
+    assert "int4-g64" in format_table(rows)
+    with pytest.raises(ValueError, match="unknown head"):
+        head_agreement("tiny", steps=1, heads=("int3",))
+
+
+def test_cli_decode_head_option():
+    out = subprocess.run([sys.executable, "-m", "ryzlab", "decode", "--model", "tiny", "--tokens", "2", "--json",
+                          "--threads", "1", "--head", "int4"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    m = Model.generate("tiny", head="int4")
+    assert r["head"] == "int4" and r["bytes_head"] == m.head.nbytes
+    assert r["bytes_total"] == pytest.approx(r["bytes_ternary"] + r["bytes_head"] + r["bytes_kv"])
+    with pytest.raises(ValueError, match="head"):
+        from ryzlab.measure.decode import measure_decode
+
+        measure_decode(m, threads=1, tokens=1, head="int8")

@@ -5,6 +5,11 @@ as int8 with one float scale per row (absmax), 1 byte per weight, and multiplied
 per-token int8 activations on the fastest int8 path of the CPU (vpdpbusd where AVX-512 VNNI
 exists, scalar otherwise; :func:`isa` says which).  Logits are exact integer dot products
 times the two scales.
+
+:class:`Int4Head` is the compact variant: 4-bit weights with one fp16 scale per group of 32 or
+64 weights along K (4.5 or 4.25 bits per weight), the same int8 activations, an exact integer
+product per group and the group scales applied in float32 (``ryz_head4_gemv``; the arithmetic
+and layout are in kernels_c/head_i4.c and kernels_c/README.md).
 """
 
 from __future__ import annotations
@@ -130,3 +135,217 @@ class PreparedHead:
         rc = _native.lib().ryz_head_gemv(*self._args, threads)
         if rc < 0:
             _native.check(rc, "int8 head GEMV")
+
+
+# ---- the int4 head: 4-bit weights, one fp16 scale per group of 32 or 64 along K
+
+#: Group sizes the int4 head supports (weights per fp16 scale along K).
+INT4_GROUPS = (32, 64)
+
+
+def isa_int4() -> str:
+    """The path the int4 head runs on this CPU: "avx512vnni" or "scalar"."""
+    return _native.string(_native.lib().ryz_head4_isa())
+
+
+def _check_group(group: int) -> int:
+    if isinstance(group, bool) or group not in INT4_GROUPS:
+        raise ValueError(f"group must be one of {INT4_GROUPS}, got {group!r}")
+    return int(group)
+
+
+def quantize_groups(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group int4 quantisation of a float matrix (Q4_0 style): (int8 q (M, K) in [-8, 7],
+    float16 scales (M, ceil(K / group))).
+
+    Per group, ``d = v / -8`` where ``v`` is the group's value of largest magnitude (with its
+    sign), rounded to fp16; ``q = clip(rint(w / d), -8, 7)`` (0 where ``d`` is 0), so ``v``
+    itself is exactly ``-8 * d`` and all 16 levels are used.  ``w[m, k] ~= q[m, k] * d[m, k //
+    group]``.  A partial last group uses its own values only.  Raises ValueError where a scale
+    overflows fp16 (a group magnitude above 8 * 65504).
+    """
+    if not isinstance(w, np.ndarray) or w.ndim != 2 or w.dtype.kind != "f":
+        raise TypeError(f"expected a 2-D float array, got {type(w).__name__} {getattr(w, 'dtype', '')}")
+    G = _check_group(group)
+    M, K = w.shape
+    ng = -(-K // G)
+    wp = np.zeros((M, ng * G), np.float32)
+    wp[:, :K] = w
+    wg = wp.reshape(M, ng, G)
+    idx = np.abs(wg).argmax(axis=2)
+    v = np.take_along_axis(wg, idx[:, :, None], axis=2)[:, :, 0]
+    with np.errstate(over="ignore"):
+        d16 = (v / np.float32(-8.0)).astype(np.float16)
+    if not np.isfinite(d16).all():
+        raise ValueError("a group's magnitude overflows the fp16 scale (|w| > 8 * 65504)")
+    d = d16.astype(np.float32)
+    safe = np.where(d == 0, np.float32(1), d)
+    q = np.where(d[:, :, None] == 0, 0, np.clip(np.rint(wg / safe[:, :, None]), -8, 7)).astype(np.int8)
+    return np.ascontiguousarray(q.reshape(M, ng * G)[:, :K]), d16
+
+
+def int4_reference(q: np.ndarray, scales: np.ndarray, x: np.ndarray, group: int) -> np.ndarray:
+    """numpy twin of ``ryz_head4_gemv``: float32 (M,) = sum over groups g, in order, of
+    ``float32(scale_g * dot_g)``, accumulated in float32, where ``dot_g`` is the exact integer
+    product of int4 ``q`` (M, K) and int8 ``x`` (K,) over the group and ``scales`` are the
+    (M, ceil(K / group)) fp16 scales.  Both C tiers do the same operations in the same order,
+    so they equal this bit for bit."""
+    G = _check_group(group)
+    M, K = q.shape
+    ng = -(-K // G)
+    qp = np.zeros((M, ng * G), np.int64)
+    qp[:, :K] = q
+    xp = np.zeros(ng * G, np.int64)
+    xp[:K] = x
+    dots = np.einsum("mgk,gk->mg", qp.reshape(M, ng, G), xp.reshape(ng, G))
+    p = np.asarray(scales, np.float16).astype(np.float32) * dots.astype(np.float32)
+    acc = np.zeros(M, np.float32)
+    for g in range(ng):
+        acc = acc + p[:, g]
+    return acc
+
+
+def int4_packed_bytes(M: int, K: int, group: int) -> int:
+    """Bytes of a packed M x K int4 head with groups of ``group`` (weights and fp16 scales)."""
+    size = _native.lib().ryz_head4_packed_bytes(M, K, _check_group(group))
+    _native.check(size, f"int4 head of shape {M} x {K}")
+    return int(size)
+
+
+def _aligned_bytes(n: int) -> np.ndarray:
+    # 64-byte aligned, so every zmm load of the stream is aligned (the kernel copes without)
+    buf = np.empty(n + 64, dtype=np.uint8)
+    off = (-buf.ctypes.data) % 64
+    return buf[off:off + n]
+
+
+@dataclass(frozen=True, eq=False)
+class Int4Head:
+    """A packed int4 matrix (fp16 scale per group of ``group`` weights along K) for repeated
+    GEMVs: float32 out, see ``ryz_head4_gemv`` in ryzlab.h.  Built by :meth:`from_int4`,
+    :meth:`from_float` or :meth:`from_chunks`; the fields are checked when the object is made.
+    Bits per weight (scales included): 4 + 16 / group when K is a multiple of 2 * group."""
+
+    M: int
+    K: int
+    group: int
+    data: np.ndarray  # packed bytes (uint8): tiles of 16 rows, scales inside the stream
+
+    def __post_init__(self) -> None:
+        M = validate.dimension(self.M, "Int4Head.M")
+        K = validate.k_dimension(self.K, "Int4Head.K")
+        G = _check_group(self.group)
+        d = self.data
+        if not isinstance(d, np.ndarray) or d.dtype != np.uint8 or d.ndim != 1 or not d.flags.c_contiguous:
+            raise TypeError("Int4Head.data must be a 1-D C-contiguous uint8 numpy array (as from_int4 makes it)")
+        need = int4_packed_bytes(M, K, G)
+        if d.nbytes != need:
+            raise ValueError(f"Int4Head.data holds {d.nbytes} bytes, but a {M} x {K} int4 head (group {G}) takes {need}")
+
+    @classmethod
+    def from_chunks(cls, M: int, K: int, group: int, chunks) -> Int4Head:
+        """Pack row chunks ``(q, scales)`` given in row order (q: int8 (r, K) in [-8, 7],
+        C-contiguous; scales: float16 (r, ceil(K / group))): every chunk but the last must hold
+        a multiple of 16 rows, and together they must hold M rows.  Only the packed bytes and
+        one chunk are in memory at a time."""
+        G = _check_group(group)
+        M = validate.dimension(M, "M")
+        K = validate.k_dimension(K, "K")
+        ng = -(-K // G)
+        data = _aligned_bytes(int4_packed_bytes(M, K, G))
+        lib, m0 = _native.lib(), 0
+        for q, scales in chunks:
+            if not isinstance(q, np.ndarray) or q.dtype != np.int8 or q.ndim != 2 or q.shape[1] != K:
+                raise TypeError(f"int4 weights must be a 2-D int8 array with K = {K} columns, got "
+                                f"{getattr(q, 'dtype', type(q).__name__)} {getattr(q, 'shape', '')}")
+            q = np.ascontiguousarray(q)
+            r = q.shape[0]
+            if not isinstance(scales, np.ndarray) or scales.dtype != np.float16 or scales.shape != (r, ng):
+                raise ValueError(f"scales must be float16 of shape ({r}, {ng}), got "
+                                 f"{getattr(scales, 'dtype', type(scales).__name__)} {getattr(scales, 'shape', '')}")
+            if m0 + r > M or (m0 + r < M and r % lib.RYZ_HEAD4_TILE):
+                raise ValueError(f"chunk of {r} rows at row {m0}: chunks must hold multiples of "
+                                 f"{lib.RYZ_HEAD4_TILE} rows (except the last) and {M} rows in all")
+            s16 = np.ascontiguousarray(scales).view(np.uint16)
+            _native.check(lib.ryz_head4_pack(_native.ptr(q, "signed char"), q.size, _native.ptr(s16, "unsigned short"),
+                                             s16.size, m0, r, M, K, G, _native.ptr(data, "unsigned char"), data.nbytes),
+                          "packing the int4 head (weights must be in [-8, 7], scales finite)")
+            m0 += r
+        if m0 != M:
+            raise ValueError(f"the chunks held {m0} rows, expected {M}")
+        return cls(M, K, G, data)
+
+    @classmethod
+    def from_int4(cls, q: np.ndarray, scales: np.ndarray, group: int) -> Int4Head:
+        """Pack int4 values (int8 (M, K) in [-8, 7]) with their fp16 group scales."""
+        if not isinstance(q, np.ndarray) or q.ndim != 2:
+            raise ValueError(f"weights must be a 2-D int8 array, got {getattr(q, 'shape', type(q).__name__)}")
+        return cls.from_chunks(q.shape[0], q.shape[1], group, [(q, scales)])
+
+    @classmethod
+    def from_float(cls, w, group: int, rows: int = 4096) -> Int4Head:
+        """Quantise (:func:`quantize_groups`) and pack a float matrix ``w`` (M, K), ``rows``
+        rows at a time (a multiple of 16)."""
+        if not isinstance(w, np.ndarray) or w.ndim != 2:
+            raise TypeError("w must be a 2-D float numpy array")
+        M, K = w.shape
+        step = max(16, rows // 16 * 16)
+        return cls.from_chunks(M, K, group, (quantize_groups(w[i:i + step], group) for i in range(0, M, step)))
+
+    def row(self, m: int) -> np.ndarray:
+        """Row ``m`` dequantised (float32 (K,), q * scale): the embedding lookup."""
+        if not 0 <= m < self.M:
+            raise IndexError(f"row {m} outside 0..{self.M - 1}")
+        out = np.empty(self.K, np.float32)
+        _native.check(_native.lib().ryz_head4_row(_native.ptr(self.data, "unsigned char"), self.data.nbytes, self.M,
+                                                  self.K, self.group, m, _native.ptr(out, "float"), out.size),
+                      "reading an int4 head row")
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes streamed per GEMV: packed weights and their scales (padding included)."""
+        return int(self.data.nbytes)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Packed bits per weight, scales and padding included (the 64-byte shape trailer not)."""
+        return 8.0 * (self.nbytes - _native.lib().RYZ_HEAD4_TRAILER) / (self.M * self.K)
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> PreparedInt4Head:
+        """A GEMV reading int8 ``x`` (K,) and writing float32 ``y`` (M,), both owned by the caller."""
+        return PreparedInt4Head(self, x, y)
+
+    def gemv(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
+        """float32 (M,): per row, the group-scaled exact integer products summed in float32."""
+        x2, _ = validate.activations(x, self.K)
+        if x2.shape[0] != 1:
+            raise ValueError(f"the head multiplies one token: expected shape ({self.K},), got {x.shape}")
+        t = validate.threads(threads)
+        y = np.empty(self.M, dtype=np.float32)
+        self.prepare(x2.reshape(self.K), y)(t)
+        return y
+
+
+class PreparedInt4Head:
+    """The int4 head's GEMV with its buffers bound once: the decode loop calls it every token."""
+
+    def __init__(self, head: Int4Head, x: np.ndarray, y: np.ndarray):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.int8 and x.shape == (head.K,) and x.flags.c_contiguous):
+            raise ValueError(f"x must be a C-contiguous int8 array of shape ({head.K},)")
+        if not (isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == (head.M,) and y.flags.c_contiguous):
+            raise ValueError(f"y must be a C-contiguous float32 array of shape ({head.M},)")
+        lib = _native.lib()
+        ws_bytes = lib.ryz_head4_workspace_bytes(head.K, head.group)
+        _native.check(ws_bytes, "int4 head workspace size")
+        self._keep = (head, x, y, np.zeros(ws_bytes, dtype=np.uint8))
+        ws = self._keep[3]
+        self._args = (_native.ptr(head.data, "unsigned char"), head.data.nbytes, head.M, head.K, head.group,
+                      _native.ptr(x, "signed char"), x.size, _native.ptr(y, "float"), y.size,
+                      _native.ptr(ws, "unsigned char"), ws.nbytes)
+
+    def __call__(self, threads: int) -> None:
+        """Run the GEMV into ``y`` with ``threads`` threads (1 .. the library's limit)."""
+        rc = _native.lib().ryz_head4_gemv(*self._args, threads)
+        if rc < 0:
+            _native.check(rc, "int4 head GEMV")

@@ -16,7 +16,7 @@ What one measurement does (:func:`measure_decode`):
    before and after the tokens are reported too).  On a shared machine the bandwidth drifts,
    so shares of it are medians over tokens of each token's rate over the sample after it.
 4. Reports tok/s = 1 / median step time (a step is one token); the bytes one token streams
-   (packed ternary weights, int8 head, float32 KV cache at the step's context; mean over the
+   (packed ternary weights, the LM head chosen with ``--head`` (int8 by default), float32 KV cache at the step's context; mean over the
    timed tokens); roofline tok/s = bandwidth / bytes per token, i.e. the speed if every byte
    came from DRAM at the measured read bandwidth and nothing else cost time; the share of it
    reached; the ternary layers alone (ternary bytes / median time in the ternary GEMVs,
@@ -35,6 +35,7 @@ import numpy as np
 
 from ..core import validate
 from ..core.head import isa as head_isa
+from ..core.head import isa_int4
 from ..core.topology import physical_cores
 from ..model import TIMING_CATEGORIES, Model, get_config
 from . import stats
@@ -50,14 +51,15 @@ def peak_rss_bytes() -> int:
 
 def measure_decode(model_name: str | Model, threads: int | None = None, tokens: int = 16,
                    kernel: str | None = None, context: int = 0, seed: int = 0, *,
-                   warmup: int = DEFAULT_WARMUP, bandwidth_samples: int = 5) -> dict:
+                   warmup: int = DEFAULT_WARMUP, bandwidth_samples: int = 5, head: str | None = None) -> dict:
     """Time greedy decode of ``tokens`` tokens at KV context ``context``; see the module doc.
 
     ``model_name`` is a name of :data:`ryzlab.model.CONFIGS` (the model is generated here and
     dropped on return) or an already generated :class:`Model` (reset and reused: its kernel
-    and seed apply, and its max_context must hold ``context + warmup + tokens``).
+    and seed apply, and its max_context must hold ``context + warmup + tokens``).  ``head``:
+    the LM head (:data:`ryzlab.model.heads.HEADS`; default int8, or the given model's).
 
-    Returns a flat dict (JSON-serialisable): the setup (model, kernel, head_isa, threads,
+    Returns a flat dict (JSON-serialisable): the setup (model, kernel, head, head_isa, threads,
     context, tokens, warmup, seed, max_context), ``generation_s``, ``prefill_s``, step times
     (``ms_per_token`` median, ``ms_per_token_min``, ``spread``, ``unstable``), ``tok_s``,
     ``bytes_ternary``/``bytes_head``/``bytes_kv``/``bytes_total`` per token, ``read_gbps`` (and
@@ -75,12 +77,15 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
         model = model_name
         if kernel is not None and kernel != model.kernel:
             raise ValueError(f"the model was packed for {model.kernel!r}, not {kernel!r}")
+        if head is not None and head != model.head.kind:
+            raise ValueError(f"the model has the {model.head.kind!r} head, not {head!r}")
         if need > model.max_context:
             raise ValueError(f"context {context} + {warmup} warm-up + {tokens} tokens = {need} positions "
                              f"exceed the model's max_context {model.max_context}")
     else:
         get_config(model_name)  # a clear error before anything slow
-        model = Model.generate(model_name, seed=seed, kernel=kernel, max_context=need)
+        model = Model.generate(model_name, seed=seed, kernel=kernel, max_context=need,
+                               head="int8" if head is None else head)
     cfg = model.config
 
     model.reset()
@@ -125,7 +130,9 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     mean_ms = {c: 1e3 * float(np.mean([x[c] for x in cats])) for c in TIMING_CATEGORIES}
     total_ms = sum(mean_ms.values())
     return {
-        "model": cfg.name, "kernel": model.kernel, "head_isa": head_isa(), "threads": int(threads),
+        "model": cfg.name, "kernel": model.kernel, "head": model.head.kind,
+        "head_isa": {"int8": head_isa, "int4": isa_int4}.get(model.head.kind, lambda: "numpy")(),
+        "threads": int(threads),
         "context": int(context), "tokens": int(tokens), "warmup": int(warmup), "seed": model.seed,
         "max_context": model.max_context,
         "generation_s": model.generation_s, "prefill_s": prefill_s,
@@ -144,7 +151,7 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
 
 def _print(r: dict) -> None:
     mb = 1e6
-    print(f"{r['model']}: kernel {r['kernel']} (head: {r['head_isa']}), {r['threads']} thread(s), "
+    print(f"{r['model']}: kernel {r['kernel']} ({r['head']} head: {r['head_isa']}), {r['threads']} thread(s), "
           f"context {r['context']}, {r['tokens']} timed tokens after {r['warmup']} warm-up")
     print(f"generation {r['generation_s']:.1f} s, synthetic KV prefill {r['prefill_s']:.2f} s, "
           f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB")
@@ -166,7 +173,7 @@ def _print(r: dict) -> None:
 def cli(args: argparse.Namespace) -> int:
     """The ``decode`` command (parser in ryzlab.cli)."""
     r = measure_decode(args.model, threads=args.threads, tokens=args.tokens, kernel=args.kernel,
-                       context=args.context, seed=args.seed, warmup=args.warmup)
+                       context=args.context, seed=args.seed, warmup=args.warmup, head=args.head)
     if args.json:
         print(json.dumps(r, indent=2))
     else:

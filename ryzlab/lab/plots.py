@@ -344,3 +344,22 @@ def pp_tg(model: pd.DataFrame, title: str) -> Figure:
         ax.set_title(name)
     fig.suptitle(title)
     return fig
+
+
+def pareto(decode: pd.DataFrame, accuracy: pd.DataFrame, title: str) -> Figure:
+    """Bytes per token (x) against decode tok/s (y), one point per (kernel, head), labelled with
+    the head's top-1 agreement and KL divergence against the float32 head."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    acc = accuracy.set_index("head") if len(accuracy) else None
+    for i, r in decode.reset_index(drop=True).iterrows():
+        ax.scatter(r["bytes_total"] / 1e6, r["tok_s"], s=60, marker=_MARKERS[i % len(_MARKERS)],
+                   label=f"{r['kernel']} ({r['bits_per_weight']:g} b/w) + {r['head']} head")
+        note = "exact (reference)" if r["head"] == "f32" else (
+            f"top-1 {acc.loc[r['head'], 'top1_agreement']:.1%}, KL {acc.loc[r['head'], 'kl_mean']:.1e}"
+            if acc is not None and r["head"] in acc.index else "")
+        ax.annotate(note, (r["bytes_total"] / 1e6, r["tok_s"]), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_xlabel("MB streamed per token")
+    ax.set_ylabel("decode tok/s")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,124 @@
+"""Notebook 08 (beyond 2 bits): fewer bytes per token, and what they cost in accuracy.
+
+Tables:
+
+* ``beyond_gemv``: the ternary layers of one decode token (the model's four matrix shapes, each
+  as often as a token multiplies it), per kernel, cold weights; samples of every kernel and of the
+  read probe alternate round by round.  ``ternary_ms`` is the median over rounds of the token's
+  summed GEMV time, ``gbps_own`` = the kernel's own packed bytes / that time, ``pct_of_read_bw``
+  = the median over rounds of that rate ÷ the probe's in the same round, and ``speedup_vs_2bit``
+  = the median over rounds of the 2-bit kernel's time ÷ this kernel's.
+* ``beyond_decode``: full decode of the model per (kernel, head) (:func:`measure.decode.
+  measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
+  (2-bit, int8 head: today's default) and the smallest one alternate token by token, so their
+  ratio ``vs_default`` is a median of per-round ratios.
+* ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
+  head_agreement`): top-1 agreement and KL divergence over decode steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.kernels import info
+from ..measure import harness
+from ..measure.decode import measure_decode
+from ..measure.head_accuracy import head_agreement
+from ..model import Model, get_config
+
+
+class _LayerToken:
+    """One decode token's ternary GEMVs of a kernel as one bench: each shape's cold GEMV bench
+    sampled, weighted by how often a token multiplies that shape."""
+
+    def __init__(self, kernel: str, shapes: dict[tuple[int, int], int], threads: int, min_sample_s: float, seed: int):
+        self.benches = {s: harness.GemmBench(kernel, s[0], s[1], 1, threads, cold=True, seed=seed,
+                                             min_sample_s=min_sample_s) for s in shapes}
+        self.counts = shapes
+        self.bytes = sum(b.weight_bytes * shapes[s] for s, b in self.benches.items())
+
+    def sample(self) -> float:
+        return sum(b.sample() * self.counts[s] for s, b in self.benches.items())
+
+
+def layer_shapes(model: str) -> dict[tuple[int, int], int]:
+    """(M, K) of the fused matrices the decoder multiplies, and how many per token."""
+    cfg = get_config(model)
+    counts: dict[tuple[int, int], int] = {}
+    for shape in cfg.linear_shapes().values():
+        counts[shape] = counts.get(shape, 0) + cfg.layers
+    return counts
+
+
+def ternary_gemv(model: str, kernel_names: Sequence[str], threads: int, samples: int, min_sample_s: float,
+                 seed: int) -> pd.DataFrame:
+    """The ``beyond_gemv`` table; the first kernel is the 2-bit reference."""
+    shapes = layer_shapes(model)
+    benches = {k: _LayerToken(k, shapes, threads, min_sample_s, seed) for k in kernel_names}
+    probe = harness.ReadBench(threads, min_sample_s=min_sample_s)
+    per = harness.interleave({**benches, "read": probe}, samples)
+    ref = kernel_names[0]
+    rows = []
+    for k, b in benches.items():
+        t = per[k]
+        rows.append({"model": model, "kernel": k, "bits_per_weight": info(k).bits_per_weight, "threads": threads,
+                     "bytes_per_token": b.bytes, "ternary_ms": 1e3 * float(np.median(t)),
+                     "gbps_own": b.bytes / float(np.median(t)) / 1e9,
+                     "read_gbps": probe.summary(per["read"])["gbps"], "read_method": probe.method,
+                     "pct_of_read_bw": 100.0 * float(np.median([(b.bytes / a) / (probe.nbytes / p)
+                                                                 for a, p in zip(t, per["read"])])),
+                     "speedup_vs_2bit": harness.median_ratio(per[ref], t)})
+    return pd.DataFrame(rows)
+
+
+def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int, tokens: int,
+                   seed: int) -> pd.DataFrame:
+    """The ``beyond_decode`` table for (kernel, head) pairs; see the module doc.  The first and
+    last pair are also alternated token by token for ``vs_default``."""
+    rows = []
+    for kernel, head in configs:
+        r = measure_decode(model, threads=threads, tokens=tokens, kernel=kernel, seed=seed, head=head)
+        rows.append({"model": model, "kernel": kernel, "bits_per_weight": info(kernel).bits_per_weight, "head": head,
+                     "threads": threads, **{c: r[c] for c in ("tok_s", "ms_per_token", "spread", "bytes_ternary",
+                                                               "bytes_head", "bytes_kv", "bytes_total", "read_gbps",
+                                                               "roofline_tok_s", "pct_of_roofline",
+                                                               "pct_ternary_of_read_bw")}})
+    frame = pd.DataFrame(rows)
+    frame["vs_default"] = np.nan
+    if len(configs) > 1:
+        frame.loc[len(frame) - 1, "vs_default"] = alternate(model, configs[0], configs[-1], threads, tokens, seed)
+        frame.loc[0, "vs_default"] = 1.0
+    return frame
+
+
+def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, tokens: int, seed: int) -> float:
+    """Median over rounds of (a's step time / b's step time), the two models decoding one token
+    per round in rotating order (both in memory at once)."""
+    ma = Model.generate(model, seed=seed, kernel=a[0], head=a[1], max_context=tokens + 4)
+    mb = Model.generate(model, seed=seed, kernel=b[0], head=b[1], max_context=tokens + 4)
+
+    class Steps:
+        def __init__(self, m: Model):
+            self.m, self.tok = m, 1
+
+        def sample(self) -> float:
+            t = time.perf_counter()
+            logits = self.m.step(self.tok, threads)
+            seconds = time.perf_counter() - t
+            self.tok = int(np.argmax(logits))
+            return seconds
+
+    sa, sb = Steps(ma), Steps(mb)
+    sa.sample(), sb.sample()  # warm-up
+    per = harness.interleave({"a": sa, "b": sb}, tokens)
+    return harness.median_ratio(per["a"], per["b"])
+
+
+def accuracy(model: str, heads: Sequence[str], steps: int, seed: int) -> pd.DataFrame:
+    """The ``beyond_accuracy`` table (random feed: a new context at every step)."""
+    rows = head_agreement(model, steps=steps, heads=tuple(h for h in heads if h != "f32"), seed=seed, feed="random")
+    return pd.DataFrame(rows)

@@ -30,13 +30,14 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..core import validate
 from ..core.head import isa as head_isa
 from ..core.topology import physical_cores
-from ..model import TIMING_CATEGORIES, Model, get_config
+from ..model import CONFIGS, TIMING_CATEGORIES, Model, get_config, load
 from . import stats
 from .harness import ReadBench
 
@@ -54,7 +55,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     """Time greedy decode of ``tokens`` tokens at KV context ``context``; see the module doc.
 
     ``model_name`` is a name of :data:`ryzlab.model.CONFIGS` (the model is generated here and
-    dropped on return) or an already generated :class:`Model` (reset and reused: its kernel
+    dropped on return), the path of a checkpoint (:func:`ryzlab.load`, int8 head; ``seed``
+    only picks the first token), or an already built :class:`Model` (reset and reused: its kernel
     and seed apply, and its max_context must hold ``context + warmup + tokens``).
 
     Returns a flat dict (JSON-serialisable): the setup (model, kernel, head_isa, threads,
@@ -78,6 +80,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
         if need > model.max_context:
             raise ValueError(f"context {context} + {warmup} warm-up + {tokens} tokens = {need} positions "
                              f"exceed the model's max_context {model.max_context}")
+    elif isinstance(model_name, str) and model_name not in CONFIGS and Path(model_name).exists():
+        model = load(model_name, kernel=kernel, max_context=need)  # a checkpoint
     else:
         get_config(model_name)  # a clear error before anything slow
         model = Model.generate(model_name, seed=seed, kernel=kernel, max_context=need)

@@ -201,7 +201,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out.append(t)
         piece = stream.push(t) if stream else f"{t} "
         print(piece, end="", flush=True)
-    print(flush=True)
+    print(stream.flush() if stream else "", flush=True)
     g = m.last_generation
     pp = g["prompt_tokens"] / g["prompt_s"] if g["prompt_s"] > 0 else float("nan")
     tg = g["decode_steps"] / g["decode_s"] if g["decode_s"] > 0 else float("nan")

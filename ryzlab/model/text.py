@@ -59,3 +59,10 @@ class TextStream:
             return ""
         new, self.text = text[len(self.text):], text
         return new
+
+    def flush(self) -> str:
+        """The text not returned yet (an incomplete character at the end included, as U+FFFD)."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        new = text[len(self.text):] if text.startswith(self.text) else ""
+        self.text = text
+        return new

@@ -260,3 +260,20 @@ def test_load_bad_gguf_files(tmp_path):
     _load_raises(MissingTensorError, f, "blk.0.ffn_up.weight")
     f.write_bytes(good.replace(b"bitnet.feed_forward_length", b"bitnet.feed_forward_lengtx", 1))
     _load_raises(ConfigError, f)
+
+
+def test_int8_head_packed_in_row_blocks_equals_packed_whole():
+    from ryzlab.core.head import Int8Head
+
+    rng = np.random.default_rng(0)
+    M, K = 203, 70
+    q = rng.integers(-127, 128, size=(M, K), dtype=np.int8)
+    s = rng.uniform(0.5, 1, M).astype(np.float32)
+    whole = Int8Head.from_int8(q, s)
+    cuts = [0, 5, 64, 130, 131, M]
+    parts = Int8Head.from_row_chunks(M, K, ((q[a:b], s[a:b]) for a, b in zip(cuts, cuts[1:])))
+    assert np.array_equal(parts.data, whole.data) and np.array_equal(parts.scales, whole.scales)
+    x = rng.integers(-128, 128, K, dtype=np.int8)
+    assert np.array_equal(parts.gemv_int(x), whole.gemv_int(x))
+    with pytest.raises(ValueError, match="cover"):
+        Int8Head.from_row_chunks(M, K, [(q[:10], s[:10])])

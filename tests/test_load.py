@@ -277,3 +277,18 @@ def test_int8_head_packed_in_row_blocks_equals_packed_whole():
     assert np.array_equal(parts.gemv_int(x), whole.gemv_int(x))
     with pytest.raises(ValueError, match="cover"):
         Int8Head.from_row_chunks(M, K, [(q[:10], s[:10])])
+
+
+def test_synthetic_checkpoint_writer(tmp_path):
+    """tools/make_synthetic_checkpoint.py's writer (full size: 1.18 GB; here a small shape)."""
+    from ryzlab.model import Config
+    from ryzlab.model.synthetic import write_checkpoint
+
+    cfg = Config("syn", hidden=128, ffn=256, layers=2, heads=2, kv_heads=1, head_dim=64, vocab=96)
+    d = write_checkpoint(tmp_path / "syn", cfg, seed=1)
+    ck = open_checkpoint(d)
+    assert ck.format == "hf" and ck.config.tied and (ck.config.hidden, ck.config.vocab) == (128, 96)
+    w, s = ck.ternary(1, "down")
+    assert w.shape == (128, 256) and set(np.unique(w).tolist()) == {-1, 0, 1} and s > 0
+    m = ryzlab.load(d, max_context=8)
+    assert m.config.name == "syn" and len(m.generate([1, 2], 3, threads=1)) == 3

@@ -287,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "decode",
-        help="time greedy decode of a BitNet model shape (random weights) against its roofline",
-        description="Generate a BitNet b1.58 model with random weights, fill a synthetic KV cache of "
+        help="time greedy decode of a BitNet model shape (random weights) or checkpoint against its roofline",
+        description="Generate a BitNet b1.58 model with random weights (or load a checkpoint: --model PATH), "
+        "fill a synthetic KV cache of "
         "--context positions, and time --tokens greedy decode steps after warm-up.  Prints tok/s, "
         "bytes per token, the roofline from the DRAM read bandwidth measured in the same run at the "
         "same thread count, and the per-op breakdown.",

@@ -20,8 +20,9 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   per row segment).  ``y = int32(W . x_q) * (w_scale / x_scale)`` in float32; the int32 result
   is exact and below 2**24, so its float32 conversion is exact too.
 * Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`).
-* RMSNorm: ``x / sqrt(mean(x*x) + 1e-5) * weight`` in float32; weights are ones plus
-  N(0, 0.02) noise from the seed.
+* RMSNorm: ``x / sqrt(mean(x*x) + eps) * weight`` in float32, ``eps`` (and RoPE's theta)
+  from the config: a checkpoint's own (``rms_norm_eps``, 1e-5 for 2B-4T); random weights are
+  ones plus N(0, 0.02) noise from the seed.
 * Between the GEMVs, RMSNorm + quantisation, dequantisation (+ residual), the squared-ReLU
   gate and RoPE are C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
   as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is

@@ -146,6 +146,8 @@ def load(path: os.PathLike | str, *, kernel: str | None = None, head: str = "int
     from .decoder import Model
 
     text = os.fspath(path)
+    if isinstance(text, str) and text.startswith("~"):
+        text = os.path.expanduser(text)
     if isinstance(text, str) and text in CONFIGS and not Path(text).exists():
         m = Model.generate(text, kernel=kernel, max_context=max_context, head=head)
         m.checkpoint, m.tokenizer, m.chat_template = None, None, None

@@ -150,6 +150,71 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ids(text: str) -> list[int]:
+    try:
+        ids = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"token ids must look like 1,2,3, got {text!r}") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"token ids must be non-negative integers, got {text!r}")
+    return ids
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return v
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .model.sources import load
+    from .model.text import TextStream, render_chat, special_token
+
+    m = load(args.model, kernel=args.kernel, head=args.head, threads=args.threads, max_context=args.max_context)
+    tok = m.tokenizer
+    ck = m.checkpoint
+    if args.prompt_ids is not None:
+        ids = args.prompt_ids
+    else:
+        if tok is None:
+            raise RyzlabError(f"{args.model} has no tokenizer: give the prompt as token ids, --prompt-ids 1,2,3")
+        if args.chat:
+            bos = special_token(tok, ck.config.bos_id if ck else None)
+            eos = special_token(tok, ck.config.eos_ids[0] if ck and ck.config.eos_ids else None)
+            text = render_chat(m.chat_template, [{"role": "user", "content": args.prompt}], bos_token=bos,
+                               eos_token=eos)
+            ids = tok.encode(text, add_special_tokens=False).ids
+        else:
+            ids = tok.encode(args.prompt).ids
+    stop = set(ck.config.eos_ids) if ck is not None and not args.ignore_eos else set()
+    if tok is not None and args.chat:
+        eot = tok.token_to_id("<|eot_id|>")
+        if eot is not None and not args.ignore_eos:
+            stop.add(eot)
+    stream = TextStream(tok) if tok is not None and args.prompt_ids is None else None
+    out = []
+    for t in m.generate(ids, args.max_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                        stream=True):
+        if t in stop:
+            break
+        out.append(t)
+        piece = stream.push(t) if stream else f"{t} "
+        print(piece, end="", flush=True)
+    print(stream.flush() if stream else "", flush=True)
+    g = m.last_generation
+    pp = g["prompt_tokens"] / g["prompt_s"] if g["prompt_s"] > 0 else float("nan")
+    tg = g["decode_steps"] / g["decode_s"] if g["decode_s"] > 0 else float("nan")
+    print(f"{m.config.name}: kernel {m.kernel}, head {m.head.kind}, {m._api_threads(None)} thread(s); "
+          f"prompt {g['prompt_tokens']} tokens, generated {len(out)}", file=sys.stderr)
+    print(f"pp {pp:.1f} tok/s ({g['prompt_tokens']} tokens in {g['prompt_s']:.3f} s)   "
+          f"tg {tg:.1f} tok/s ({g['decode_steps']} tokens in {g['decode_s']:.3f} s)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ryzlab",
@@ -229,13 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "decode",
-        help="time greedy decode of a BitNet model shape (random weights) against its roofline",
-        description="Generate a BitNet b1.58 model with random weights, fill a synthetic KV cache of "
+        help="time greedy decode of a BitNet model shape (random weights) or checkpoint against its roofline",
+        description="Generate a BitNet b1.58 model with random weights (or load a checkpoint: --model PATH), "
+        "fill a synthetic KV cache of "
         "--context positions, and time --tokens greedy decode steps after warm-up.  Prints tok/s, "
         "bytes per token, the roofline from the DRAM read bandwidth measured in the same run at the "
         "same thread count, and the per-op breakdown.",
     )
-    p.add_argument("--model", default="bitnet-2b-4t", help="model shape: bitnet-2b-4t, bitnet-3b, bitnet-large, tiny (default bitnet-2b-4t)")
+    p.add_argument("--model", default="bitnet-2b-4t",
+                   help="model shape (random weights): bitnet-2b-4t, bitnet-3b, bitnet-large, tiny; or a "
+                   "checkpoint: Hugging Face directory or .gguf file (default bitnet-2b-4t)")
     p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
     p.add_argument("--tokens", type=_positive, default=16, help="timed tokens (default 16)")
     p.add_argument("--warmup", type=int_at_least(0), default=2,
@@ -273,6 +341,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_lazy("ryzlab.measure.bench_model"))
+
+    p = sub.add_parser(
+        "generate",
+        help="generate text with a real BitNet b1.58 checkpoint (or a random-weight shape)",
+        description="Load a checkpoint (Hugging Face BitNet directory or GGUF file: I2_S, TQ2_0, TQ1_0), "
+        "stream the generated text, then print prompt (pp) and generation (tg) tok/s on stderr.",
+        epilog="examples:\n"
+        "  python -m ryzlab generate --model bitnet-b1.58-2B-4T --prompt 'What is BitNet?' --chat\n"
+        "  python -m ryzlab generate --model tests/fixtures/golden/tiny96 --prompt-ids 1,2,3 --max-tokens 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="checkpoint directory or .gguf file (or a shape name)")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="prompt text (needs the checkpoint's tokenizer)")
+    prompt.add_argument("--prompt-ids", type=_ids, metavar="IDS", help="prompt as token ids, e.g. 1,2,3")
+    p.add_argument("--max-tokens", type=_positive, default=64, help="new tokens at most (default 64)")
+    p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the checkpoint's chat template")
+    p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
+    p.add_argument("--head", default="int8", choices=["int8", "int4", "f32"],
+                   help="LM head: int8 (default), int4 (fp16 group scales) or f32 (exact float, as transformers)")
+    p.add_argument("--temperature", type=_nonnegative_float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=_positive, default=None, help="sample from the k most likely tokens")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument("--max-context", type=_positive, default=4096, help="KV cache positions (default 4096)")
+    p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence tokens")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -79,6 +79,33 @@ class Int8Head:
                       "packing the int8 head")
         return cls(M, K, data, scales)
 
+    @classmethod
+    def from_row_chunks(cls, M: int, K: int, chunks) -> Int8Head:
+        """Pack an M x K head given as consecutive row blocks: ``chunks`` yields ``(q, scales)``
+        (int8 (m, K), float32 (m,)) in row order, covering all M rows.  Only the packed head
+        and one block are in memory at a time (a vocabulary-sized head need not exist as one
+        int8 matrix first).  Each block is packed by ``ryz_head_pack`` and its rows and row
+        sums copied into place: the result equals :meth:`from_int8` of the stacked rows."""
+        M, K = validate.dimension(M, "M"), validate.positive_int(K, "K")
+        total = packed_bytes(M, K)
+        kp = int(_native.lib().ryz_head_row_bytes(K))
+        data = np.zeros(total, dtype=np.uint8)  # padding rows stay zero, as ryz_head_pack leaves them
+        sums = data[total - 4 * M:]
+        scales = np.empty(M, dtype=np.float32)
+        row = 0
+        for q, s in chunks:
+            part = cls.from_int8(q, s)
+            m = part.M
+            if part.K != K or row + m > M:
+                raise ValueError(f"row block of shape {q.shape} does not fit a {M} x {K} head at row {row}")
+            data[row * kp:(row + m) * kp] = part.data[:m * kp]
+            sums[4 * row:4 * (row + m)] = part.data[part.data.size - 4 * m:]
+            scales[row:row + m] = part.scales
+            row += m
+        if row != M:
+            raise ValueError(f"row blocks cover {row} rows, the head has {M}")
+        return cls(M, K, data, scales)
+
     def row(self, m: int) -> np.ndarray:
         """Row ``m``'s K int8 weights, a view into the packed bytes (the embedding lookup)."""
         if not 0 <= m < self.M:

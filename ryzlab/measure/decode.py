@@ -30,6 +30,7 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from ..core import validate
 from ..core.head import isa as head_isa
 from ..core.head import isa_int4
 from ..core.topology import physical_cores
-from ..model import TIMING_CATEGORIES, Model, get_config
+from ..model import CONFIGS, TIMING_CATEGORIES, Model, get_config, load
 from . import stats
 from .harness import ReadBench
 
@@ -55,9 +56,10 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     """Time greedy decode of ``tokens`` tokens at KV context ``context``; see the module doc.
 
     ``model_name`` is a name of :data:`ryzlab.model.CONFIGS` (the model is generated here and
-    dropped on return) or an already generated :class:`Model` (reset and reused: its kernel
-    and seed apply, and its max_context must hold ``context + warmup + tokens``).  ``head``:
-    the LM head (:data:`ryzlab.model.heads.HEADS`; default int8, or the given model's).
+    dropped on return), the path of a checkpoint (:func:`ryzlab.load`; ``seed`` only picks the
+    first token), or an already built :class:`Model` (reset and reused: its kernel and seed
+    apply, and its max_context must hold ``context + warmup + tokens``).  ``head``: the LM head
+    (:data:`ryzlab.model.heads.HEADS`; default int8, or the given model's).
 
     Returns a flat dict (JSON-serialisable): the setup (model, kernel, head, head_isa, threads,
     context, tokens, warmup, seed, max_context), ``generation_s``, ``prefill_s``, step times
@@ -82,6 +84,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
         if need > model.max_context:
             raise ValueError(f"context {context} + {warmup} warm-up + {tokens} tokens = {need} positions "
                              f"exceed the model's max_context {model.max_context}")
+    elif isinstance(model_name, str) and model_name not in CONFIGS and Path(model_name).exists():
+        model = load(model_name, kernel=kernel, max_context=need, head="int8" if head is None else head)  # a checkpoint
     else:
         get_config(model_name)  # a clear error before anything slow
         model = Model.generate(model_name, seed=seed, kernel=kernel, max_context=need,

@@ -291,6 +291,34 @@ class Checkpoint:
         """float32 (vocab, hidden) output projection: the embedding when tied."""
         return self.embedding() if self.config.tied else self._float(self._head_key())
 
+    def head_rows(self, ids) -> np.ndarray:
+        """float32 rows of the output projection (of the embedding when tied), widening only
+        those rows."""
+        if self.config.tied:
+            return self.embedding_rows(ids)
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):
+            raise ValueError(f"token ids must be in [0, {self.config.vocab})")
+        return self._float(self._head_key(), rows=ids)
+
+    def drop_pages(self) -> None:
+        """Let go of the file pages read so far (``madvise(MADV_DONTNEED)`` on the read-only
+        maps): they leave this process's resident set (the OS page cache keeps them) and are
+        read again if touched.  Arrays returned earlier stay valid.  A loader calls this
+        between tensors so that its peak RSS is what it keeps, not the file it has read."""
+        import mmap
+
+        for mm in self._maps():
+            raw = getattr(mm, "_mmap", None)
+            if raw is not None and hasattr(mmap, "MADV_DONTNEED"):
+                try:
+                    raw.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):  # closed or unsupported: nothing to drop
+                    pass
+
+    def _maps(self) -> list:
+        return []
+
     def tokenizer(self):
         """A ``tokenizers.Tokenizer``, or None when the checkpoint has none."""
         if self.tokenizer_path is None:
@@ -555,6 +583,9 @@ class _HFCheckpoint(Checkpoint):
     def _head_key(self) -> str:
         return "lm_head.weight"
 
+    def _maps(self) -> list:
+        return list(self._mmaps.values())
+
     def close(self) -> None:
         self._mmaps.clear()
 
@@ -810,6 +841,9 @@ class _GGUFCheckpoint(Checkpoint):
             tk.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]} $A",
                                                               special_tokens=[(tokens[bos], bos)])
         return tk
+
+    def _maps(self) -> list:
+        return [self._reader.data] if self._reader is not None else []
 
     def close(self) -> None:
         self._tensors = {}

@@ -20,8 +20,9 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   per row segment).  ``y = int32(W . x_q) * (w_scale / x_scale)`` in float32; the int32 result
   is exact and below 2**24, so its float32 conversion is exact too.
 * Activations: per-token absmax int8 (:func:`ryzlab.quant.quantize_activations`).
-* RMSNorm: ``x / sqrt(mean(x*x) + 1e-5) * weight`` in float32; weights are ones plus
-  N(0, 0.02) noise from the seed.
+* RMSNorm: ``x / sqrt(mean(x*x) + eps) * weight`` in float32, ``eps`` (and RoPE's theta)
+  from the config: a checkpoint's own (``rms_norm_eps``, 1e-5 for 2B-4T); random weights are
+  ones plus N(0, 0.02) noise from the seed.
 * Between the GEMVs, RMSNorm + quantisation, dequantisation (+ residual), the squared-ReLU
   gate and RoPE are C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
   as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is
@@ -63,6 +64,7 @@ the step's wall time minus the other three, so the four add up to the step time)
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -99,8 +101,34 @@ def _row_scales(cfg: Config, name: str, scales: list[float]) -> np.ndarray:
 
 
 
+def _pick_token(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """argmax when ``temperature`` is 0, else a sample of softmax(logits / temperature) over
+    the ``top_k`` largest logits (all when None)."""
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    idx = np.argpartition(z, -top_k)[-top_k:] if top_k is not None and top_k < z.size else np.arange(z.size)
+    p = np.exp(z[idx] - z[idx].max())
+    p /= p.sum()
+    return int(idx[rng.choice(idx.size, p=p)])
+
+
+class _ClassOrInstanceMethod:
+    """A method that is one function on the class and another on an instance."""
+
+    def __init__(self, on_class: classmethod, on_instance):
+        self._on_class, self._on_instance = on_class, on_instance
+        self.__doc__ = (f"On the class: {on_class.__func__.__doc__}\n\nOn a model: {on_instance.__doc__}")
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self._on_class.__get__(None, objtype)
+        return self._on_instance.__get__(obj, objtype)
+
+
 class Model:
-    """A BitNet b1.58 decoder over packed ternary weights.  Build with :meth:`generate`."""
+    """A BitNet b1.58 decoder over packed ternary weights.  Build with :meth:`generate` (random
+    weights) or :func:`ryzlab.load` (a checkpoint)."""
 
     def __init__(self, cfg: Config, kernel: str, max_context: int, seed: int):
         self.config, self.kernel, self.max_context, self.seed = cfg, kernel, max_context, seed
@@ -401,3 +429,84 @@ class Model:
         self.prefill_timings = {"ternary_gemm": t_gemm, "attention": t_attn, "lm_head": t_head,
                                 "other": total - t_gemm - t_attn - t_head}
         return logits
+
+    # ---- the model API (ryzlab.load): whole sequences from position 0
+
+    def _api_threads(self, threads: int | None) -> int:
+        if threads is None:
+            threads = getattr(self, "default_threads", None)
+        if threads is None:
+            from ..core.topology import physical_cores
+
+            threads = min(physical_cores(), validate.max_threads())
+        return validate.threads(threads)
+
+    def _token_ids(self, token_ids) -> list[int]:
+        if isinstance(token_ids, np.ndarray):
+            if token_ids.ndim != 1:
+                raise ValueError(f"token_ids must be 1-D, got shape {token_ids.shape}")
+            token_ids = token_ids.tolist()
+        if not isinstance(token_ids, (list, tuple)) or not token_ids:
+            raise ValueError("token_ids must be a non-empty sequence of token ids")
+        ids = [check_token(t, self.config.vocab) for t in token_ids]
+        return ids
+
+    def forward(self, token_ids, threads: int | None = None) -> np.ndarray:
+        """float32 logits (T, vocab) at every position of ``token_ids`` (T ids), from position 0:
+        the cache is reset first and holds the sequence afterwards (``pos`` = T).  Runs
+        :meth:`prefill` (GEMMs over the whole sequence), whose logits equal those of one
+        :meth:`step` per token."""
+        ids = self._token_ids(token_ids)
+        threads = self._api_threads(threads)
+        if len(ids) > self.max_context:
+            raise RyzlabError(f"{len(ids)} tokens exceed max_context {self.max_context}")
+        self.reset()
+        return self.prefill(ids, threads, return_all=True)
+
+    def _generate_ids(self, token_ids, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+                      seed: int | None = None, threads: int | None = None, stream: bool = False):
+        """``max_new_tokens`` new token ids after the prompt ``token_ids``, from position 0.
+
+        Greedy (argmax) by default; ``temperature`` > 0 samples from softmax(logits /
+        temperature), restricted to the ``top_k`` most likely tokens when given, with
+        ``numpy.random.default_rng(seed)``.  Returns the list of new ids, or with
+        ``stream=True`` an iterator that yields each id as soon as it is chosen.  Each new id
+        except the last is fed back.  Afterwards ``last_generation`` holds the prompt and
+        decode timings (``prompt_tokens``, ``prompt_s``, ``decode_steps``, ``decode_s``,
+        ``new_tokens``): pp tok/s = prompt_tokens / prompt_s, tg tok/s = decode_steps / decode_s.
+        """
+        ids = self._token_ids(token_ids)
+        n = validate.positive_int(max_new_tokens, "max_new_tokens")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+                or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None:
+            top_k = min(validate.positive_int(top_k, "top_k"), self.config.vocab)
+        threads = self._api_threads(threads)
+        need = len(ids) + n - 1
+        if need > self.max_context:
+            raise RyzlabError(f"{len(ids)} prompt tokens + {n} new ones need {need} positions, beyond "
+                              f"max_context {self.max_context}")
+        it = self._generate_iter(ids, n, float(temperature), top_k, np.random.default_rng(seed), threads)
+        return it if stream else list(it)
+
+    def _generate_iter(self, ids, n, temperature, top_k, rng, threads):
+        perf = time.perf_counter
+        stats = {"prompt_tokens": len(ids), "prompt_s": 0.0, "new_tokens": 0, "decode_steps": 0, "decode_s": 0.0}
+        self.last_generation = stats
+        self.reset()
+        t = perf()
+        logits = self.prefill(ids, threads)
+        stats["prompt_s"] = perf() - t
+        for i in range(n):
+            tok = _pick_token(logits, temperature, top_k, rng)
+            stats["new_tokens"] += 1
+            yield tok
+            if i + 1 < n:
+                t = perf()
+                logits = self.step(tok, threads)
+                stats["decode_s"] += perf() - t
+                stats["decode_steps"] += 1
+
+    # ``Model.generate(shape, seed=...)`` builds a random model; ``model.generate(ids, n)`` generates.
+    generate = _ClassOrInstanceMethod(generate, _generate_ids)

@@ -41,9 +41,9 @@ class Int8LMHead:
 
     kind = "int8"
 
-    def __init__(self, q: np.ndarray, scales: np.ndarray):
-        self.packed = Int8Head.from_int8(q, scales)
-        self.vocab, self.hidden = q.shape
+    def __init__(self, q: np.ndarray | None, scales: np.ndarray | None, packed: Int8Head | None = None):
+        self.packed = Int8Head.from_int8(q, scales) if packed is None else packed
+        self.vocab, self.hidden = self.packed.M, self.packed.K
         self._xq = np.zeros(self.hidden, np.int8)
         self._y = np.empty(self.vocab, np.int32)
         self._gemv = self.packed.prepare(self._xq, self._y)
@@ -152,6 +152,10 @@ def make_head(kind: str, source, group: int = INT4_GROUP) -> Int8LMHead | Int4LM
     """The head ``kind`` (one of :data:`HEADS`) of a weight source (see ``RandomWeights``);
     ``group``: weights per scale of the int4 head (32 or 64)."""
     if kind == "int8":
+        chunks = getattr(source, "head_int8_chunks", None)
+        if chunks is not None:  # a checkpoint's head, quantised and packed block by block
+            cfg = source.config
+            return Int8LMHead(None, None, packed=Int8Head.from_row_chunks(cfg.vocab, cfg.hidden, chunks()))
         q, scales = source.head_int8()
         return Int8LMHead(q, scales)
     if kind == "int4":

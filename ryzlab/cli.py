@@ -331,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default="bitnet-2b-4t",
-                   help="model shape: bitnet-2b-4t, bitnet-3b, bitnet-large, tiny (default bitnet-2b-4t)")
+                   help="model shape (bitnet-2b-4t, bitnet-3b, bitnet-large, tiny; random weights) or a "
+                   "checkpoint directory / .gguf file (default bitnet-2b-4t)")
+    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
+                   help="LM head: int8 rows (default), int4 with fp16 group scales, or the float32 reference")
     p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens prefilled per repetition (default 512)")
     p.add_argument("--gen", type=_positive, default=128, help="tokens generated after the prompt (default 128)")
     p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")

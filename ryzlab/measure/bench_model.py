@@ -35,7 +35,7 @@ from ..core import native as _native
 from ..core import validate
 from ..core.kernels import resolve
 from ..core.topology import physical_cores
-from ..model import TIMING_CATEGORIES, Model, get_config
+from ..model import CONFIGS, TIMING_CATEGORIES, Model, load
 from ..model.decoder import PREFILL_CATEGORIES
 from . import stats
 from .decode import peak_rss_bytes
@@ -65,21 +65,26 @@ def _count(name: str, v: object, low: int) -> int:
 
 
 def bench_model(model_name: str, prompt: int = 512, gen: int = 128, threads: int | None = None,
-                kernel: str | None = None, reps: int = 3, warmup: int = 1, seed: int = 0) -> dict:
+                kernel: str | None = None, reps: int = 3, warmup: int = 1, seed: int = 0,
+                head: str = "int8") -> dict:
     """pp and tg of ``model_name`` (a name of :data:`ryzlab.model.CONFIGS`, random weights from
-    ``seed``); see the module doc.  Returns a flat, JSON-serialisable dict: the setup, ``pp_tok_s``
+    ``seed``, or a checkpoint path for :func:`ryzlab.load`) with LM head ``head``; see the module
+    doc.  Returns a flat, JSON-serialisable dict: the setup, ``pp_tok_s``
     / ``tg_tok_s`` (medians) with ``*_spread``, ``*_unstable`` and per-repetition samples, the
     ceilings (``pp_ceiling_tok_s``, ``pp_pct_of_ceiling``, ``compute_probe``, ``compute_gmacs``,
     ``macs_per_token``; ``tg_roofline_tok_s``, ``tg_pct_of_roofline``, ``read_gbps``,
     ``bytes_per_token`` and its parts), the mean per-category breakdowns in ms
     (``pp_breakdown_ms`` per prefill, ``tg_breakdown_ms`` per generated token), the generated
     tokens of the last repetition, ``generation_s`` and ``peak_rss_bytes``."""
-    cfg = get_config(model_name)
     prompt, gen = _count("prompt", prompt, 1), _count("gen", gen, 1)
     reps, warmup = _count("reps", reps, 1), _count("warmup", warmup, 0)
     threads = physical_cores() if threads is None else validate.threads(threads)
     k = resolve(kernel).name
-    model = Model.generate(cfg, seed=seed, kernel=k, max_context=prompt + gen)
+    if model_name in CONFIGS:
+        model = Model.generate(model_name, seed=seed, kernel=k, max_context=prompt + gen, head=head)
+    else:
+        model = load(model_name, kernel=k, max_context=prompt + gen, head=head)
+    cfg = model.config
     tokens = [int(t) for t in np.random.default_rng([seed, 11]).integers(cfg.vocab, size=prompt)]
 
     probe_name = compute_probe_for(k)
@@ -121,7 +126,7 @@ def bench_model(model_name: str, prompt: int = 512, gen: int = 128, threads: int
     bytes_tok = b["ternary"] + b["head"] + kv
     read_gbps = read.nbytes / float(np.median(read_s)) / 1e9
     r = {
-        "model": cfg.name, "kernel": k, "threads": int(threads), "prompt": prompt, "gen": gen, "reps": reps,
+        "model": cfg.name, "kernel": k, "head": head, "threads": int(threads), "prompt": prompt, "gen": gen, "reps": reps,
         "warmup": warmup, "seed": seed,
         "pp_tok_s": pp_tok_s, "pp_spread": pp["spread"], "pp_unstable": pp["unstable"],
         "pp_samples_s": pp_s,
@@ -170,7 +175,7 @@ def _print(r: dict) -> None:
 
 def cli(args: argparse.Namespace) -> int:
     """The ``bench-model`` command (parser in ryzlab.cli)."""
-    r = bench_model(args.model, prompt=args.prompt, gen=args.gen, threads=args.threads, kernel=args.kernel,
+    r = bench_model(args.model, prompt=args.prompt, gen=args.gen, threads=args.threads, kernel=args.kernel, head=args.head,
                     reps=args.reps, warmup=args.warmup, seed=args.seed)
     if args.json:
         print(json.dumps(r, indent=2))

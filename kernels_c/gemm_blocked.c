@@ -157,7 +157,10 @@ int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule) {
     if (schedule != RYZ_SCHED_BLOCKS) return 0;   /* the guide's schedules stay "before" baselines */
     const int o = path_override();
     if (o) return o > 0;
-    return N >= k->ukr->min_n && !strcmp(k->desc.method, "mad");
+    /* Only where a vectorised decoder serves the format: the generic per-weight decoder
+     * (code_at) made the 1.6-bit mad_t5_* kernels 20-60x slower on the blocked path at
+     * N >= 16 than on their own row tiles (notebook 06, 2 threads, 2560x2560). */
+    return N >= k->ukr->min_n && !strcmp(k->desc.method, "mad") && k->format == RYZ_FMT_i2_k256x4;
 }
 
 typedef struct plan {

@@ -15,7 +15,7 @@
  * shifted back once at the end.  Per 64 bytes (320 weights): 4 vpermi2b, 5 and, 5 vpdpbusd.
  * The tables are computed at the start of a call from the definition (~100 instructions).
  *
- * Exact for every K up to the library's MAX_K (2^24 - 1): a block adds to an int32 lane at most
+ * Exact for every K below 2^24 (the library accepts K <= RYZ_MAX_K = 2^23): a block adds to an int32 lane at most
  * 2 fields * 4 bytes * 4 * 2 * 128 = 2^13 (scale 4) or 4 * 16 * 2 * 128 = 2^14 (scale 16), and
  * K / 320 < 2^16 blocks keep every accumulator below 2^30, so each is an exact multiple of
  * its scale when shifted back.  The final sum(c * x) may pass 2^31, but it is formed with

@@ -63,6 +63,13 @@ Ctrl-C stops a run (exit code 130) and prints the command that finishes it:
 """
 
 
+def _add_head(p: argparse.ArgumentParser) -> None:
+    # the choices are ryzlab.model.heads.HEADS, restated so that --help needs no model import
+    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
+                   help="LM head: int8 rows (default), int4 with fp16 scales per 32 weights, or the exact "
+                   "float32 head (as transformers)")
+
+
 def _lazy(module: str):
     """A handler that imports ``module`` when the command runs and calls its ``cli(args)``."""
 
@@ -310,8 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"untimed tokens first (default {2})")
     p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
     p.add_argument("--context", type=int_at_least(0), default=0, help="synthetic KV-cache length to decode at (default 0)")
-    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
-                   help="LM head: int8 rows (default), int4 with fp16 group scales, or the float32 reference")
+    _add_head(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_lazy("ryzlab.measure.decode"))
@@ -333,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="bitnet-2b-4t",
                    help="model shape (bitnet-2b-4t, bitnet-3b, bitnet-large, tiny; random weights) or a "
                    "checkpoint directory / .gguf file (default bitnet-2b-4t)")
-    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
-                   help="LM head: int8 rows (default), int4 with fp16 group scales, or the float32 reference")
+    _add_head(p)
     p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens prefilled per repetition (default 512)")
     p.add_argument("--gen", type=_positive, default=128, help="tokens generated after the prompt (default 128)")
     p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
@@ -363,8 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None, help="threads (default: physical cores)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the checkpoint's chat template")
     p.add_argument("--kernel", default=None, help="ternary kernel (default: dispatch's choice)")
-    p.add_argument("--head", default="int8", choices=["int8", "int4", "f32"],
-                   help="LM head: int8 (default), int4 (fp16 group scales) or f32 (exact float, as transformers)")
+    _add_head(p)
     p.add_argument("--temperature", type=_nonnegative_float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=_positive, default=None, help="sample from the k most likely tokens")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")

@@ -66,3 +66,13 @@ def test_bench_model_tiny_json_and_human():
     assert "pp4" in human.stdout and "tg2" in human.stdout and "tok/s" in human.stdout
     bad = run("bench-model", "--model", "nope", "--prompt", "4")
     assert bad.returncode == 2 and "unknown model" in bad.stderr
+
+
+def test_head_choices_match_the_model():
+    """--head is restated in the parser (no model import for --help): it must list the heads."""
+    from ryzlab.cli import build_parser
+    from ryzlab.model.heads import HEADS
+
+    for command in (["decode"], ["bench-model"], ["generate", "--model", "m", "--prompt-ids", "1"]):
+        for head in HEADS:
+            assert build_parser().parse_args([*command, "--head", head]).head == head

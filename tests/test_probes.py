@@ -23,7 +23,7 @@ def test_each_method_reads_the_whole_buffer(method):
 
 def test_read_bench_keeps_a_method_and_reports_it():
     r = ReadBench(threads=1, nbytes=1 << 20, min_sample_s=0.001, trials=1)
-    assert r.method in READ_METHODS and r.row["method"] == r.method
+    assert r.method in READ_METHODS and r.row["read_method"] == r.method
     assert set(r.trial_gbps) == set(READ_METHODS)
     assert r.summary([r.sample() for _ in range(3)])["gbps"] > 0
     assert ReadBench(threads=1, nbytes=1 << 20, min_sample_s=0.001, method="plain").method == "plain"

@@ -363,3 +363,37 @@ def pareto(decode: pd.DataFrame, accuracy: pd.DataFrame, title: str) -> Figure:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title)
     return fig
+
+
+def logit_error(logits: pd.DataFrame, fixtures: list[str], kernels: list[str], bound_pct: float = 1.0) -> Figure:
+    """Per fixture (Hugging Face packed file): logit error against transformers (% of max|logit|,
+    log y) at every prompt position, one line per (head, kernel); dotted: the test bound."""
+    fig, axes = plt.subplots(1, len(fixtures), figsize=(6.2 * len(fixtures), 4.4), sharey=True)
+    axes = np.atleast_1d(axes)
+    markers = dict(zip(kernels, _MARKERS))
+    for ax, fixture in zip(axes, fixtures):
+        part = logits[(logits["fixture"] == fixture) & (logits["file"] == fixture)]
+        for (head, kernel), g in part.groupby(["head", "kernel"]):
+            ax.plot(g["position"], g["err_pct"].clip(lower=1e-7), marker=markers.get(kernel, "o"), markersize=4, lw=1,
+                    ls="-" if head == "f32" else "--", label=f"{head} head, {kernel}")
+        ax.axhline(bound_pct, color="grey", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("prompt position")
+        ax.set_title(f"{fixture} (Hugging Face packed)")
+    axes[0].set_ylabel("max |logit diff| / max |logit|  (%)")
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"ryzlab vs transformers: logit error at every position (dotted: the {bound_pct:g} % test bound)")
+    return fig
+
+
+def head_kl(heads: pd.DataFrame) -> Figure:
+    """KL(p_f32 || p_head) in nats (log y) at every position, one line per (model, head)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (name, head), g in heads.groupby(["model", "head"], sort=False):
+        ax.plot(g["position"], g["kl_nats"].clip(lower=1e-12), marker="o", markersize=4, label=f"{name}, {head} head")
+    ax.set_yscale("log")
+    ax.set_xlabel("position")
+    ax.set_ylabel("KL(p_f32 || p_head)  (nats)")
+    ax.set_title("quantised heads vs the float head: next-token distributions")
+    ax.legend(fontsize=7)
+    return fig

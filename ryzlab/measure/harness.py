@@ -179,7 +179,7 @@ class ReadBench:
         self.method = min(candidates, key=lambda m: float(np.median(trial[m])) if trial[m] else 0.0)
         self._run, self.passes = runs[self.method], passes[self.method]
         self._run(self.passes)
-        self.row = {"probe": "read_bandwidth", "threads": threads, "bytes": self.nbytes, "method": self.method,
+        self.row = {"probe": "read_bandwidth", "threads": threads, "bytes": self.nbytes, "read_method": self.method,
                     "cache_state": "dram" if self.nbytes > llc else "cache", "passes_per_sample": self.passes}
         self.trial_gbps = {m: self.nbytes / float(np.median(t)) / 1e9 for m, t in trial.items() if t}
 

@@ -51,10 +51,11 @@ def _parse_head(name: str) -> tuple[str, int]:
     raise ValueError(f"unknown head {name!r}: expected int8, int4, int4-g32, int4-g64 or f32")
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """log(softmax(z)) along the last axis, in float64 (max subtracted first)."""
     z = z.astype(np.float64)
-    z = z - z.max()
-    return z - np.log(np.exp(z).sum())
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def head_agreement(config="tiny", steps: int = 200, heads=("int8", "int4"), *, seed: int = 0,
@@ -89,7 +90,7 @@ def head_agreement(config="tiny", steps: int = 200, heads=("int8", "int4"), *, s
     for _ in range(steps):
         fed.append(tok)
         ref = model.step(tok, threads)
-        lp = _log_softmax(ref)
+        lp = log_softmax(ref)
         p = np.exp(lp)
         top = int(np.argmax(ref))
         ref2 += float(np.dot(ref.astype(np.float64), ref))
@@ -98,7 +99,7 @@ def head_agreement(config="tiny", steps: int = 200, heads=("int8", "int4"), *, s
             # step it holds the residual stream the head just read)
             z = h.logits(model._h, model.final_norm, cfg.norm_eps, threads)
             agree[i] += int(np.argmax(z)) == top
-            kl[i].append(float(np.dot(p, lp - _log_softmax(z))))
+            kl[i].append(float(np.dot(p, lp - log_softmax(z))))
             d = z.astype(np.float64) - ref
             err2[i] += float(np.dot(d, d))
         tok = top if feed == "greedy" else int(rng.choice(cfg.vocab, p=p) if feed == "sample" else rng.integers(cfg.vocab))

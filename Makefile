@@ -89,4 +89,4 @@ sanitize: $(STAMP)
 	  $(BIN)/python -m pytest -x -q -p no:cacheprovider -m "not browser" --ignore=tests/test_notebooks.py
 
 clean:
-	rm -rf build $(LIBDIR)
+	rm -rf build $(LIBDIR)/*.so $(LIBDIR)/ryzlab.h

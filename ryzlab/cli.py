@@ -389,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RyzlabError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `run` reports its own interruptions; this is any other moment
+        print(f"ryzlab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -76,3 +76,18 @@ def test_head_choices_match_the_model():
     for command in (["decode"], ["bench-model"], ["generate", "--model", "m", "--prompt-ids", "1"]):
         for head in HEADS:
             assert build_parser().parse_args([*command, "--head", head]).head == head
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    from ryzlab import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(func=interrupted)
+    for action in parser._subparsers._group_actions[0].choices.values():
+        action.set_defaults(func=interrupted)
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err.strip() == "ryzlab info: interrupted"

@@ -44,7 +44,8 @@ def measure(threads: Sequence[int] | None = None, samples: int = 10) -> pd.DataF
         for level, nbytes in (("dram", None), ("cache", t * l2 // 2)):
             r = read_bandwidth(threads=t, nbytes=nbytes, samples=samples).row
             rows.append({"probe": f"read_{level}", "kind": "bandwidth", "level": level, "threads": t,
-                         "value": r["gbps"], "unit": "GB/s", "spread": r["spread"], "unstable": r["unstable"]})
+                         "value": r["gbps"], "unit": "GB/s", "spread": r["spread"], "unstable": r["unstable"],
+                         "read_method": r["read_method"]})
         for i in range(lib.ryz_probe_count()):
             if not lib.ryz_probe_supported(i):
                 continue

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <xmmintrin.h>
 
@@ -65,6 +66,13 @@ static inline double ryz_now_seconds(void) {
 }
 
 static inline int64_t ryz_round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+/* Four int8 as one int32 (a vpbroadcastd operand), without an unaligned-access cast. */
+static inline int32_t ryz_load32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 /* Activation-side preparations (prep.c) and their per-token workspace sizes. */
 void ryz_prep_lut_tables(const ryz_args *a, int64_t n0, int64_t n1);

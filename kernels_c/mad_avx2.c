@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "internal.h"
+#include "simd_avx2.h"
 
 #define ROWS 4
 
@@ -19,13 +20,6 @@ static inline __m256i half_block(__m256i v, const int8_t *x, __m256i mask) {
     s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask),
                                                   _mm256_load_si256((const __m256i *)(x + 192))));
     return s;
-}
-
-static inline int32_t hsum(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base) {
@@ -49,7 +43,7 @@ void ryz_run_mad_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
             }
             int32_t out[ROWS];
             const int32_t xsum = ryz_mad_xsum(a, n);
-            for (int r = 0; r < ROWS; r++) out[r] = hsum(acc[r]) - xsum;
+            for (int r = 0; r < ROWS; r++) out[r] = ryz_hsum_epi32(acc[r]) - xsum;
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }

@@ -11,18 +11,10 @@
 #include <immintrin.h>
 
 #include "internal.h"
+#include "simd_avx512.h"
 
 
 #define ROWS 4
-
-/* Lanes 0-3 of the result: the sums of r0, r1, r2, r3. */
-static inline __m128i reduce4(__m512i r0, __m512i r1, __m512i r2, __m512i r3) {
-    __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(r0, r1), _mm512_unpackhi_epi32(r0, r1));
-    __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(r2, r3), _mm512_unpackhi_epi32(r2, r3));
-    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
 
 void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
                             int64_t m_base) {
@@ -57,7 +49,7 @@ void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *
                     _mm512_add_epi32(_mm512_srai_epi32(acc[r][2], 4), _mm512_srai_epi32(acc[r][3], 6)));
             int32_t out[ROWS];
             _mm_storeu_si128((__m128i *)out,
-                             _mm_sub_epi32(reduce4(row[0], row[1], row[2], row[3]), _mm_set1_epi32(ryz_mad_xsum(a, n))));
+                             _mm_sub_epi32(ryz_reduce4_epi32(row[0], row[1], row[2], row[3]), _mm_set1_epi32(ryz_mad_xsum(a, n))));
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }

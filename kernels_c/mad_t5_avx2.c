@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include "internal.h"
+#include "simd_avx2.h"
 
 #define ROWS 4
 
@@ -25,13 +26,6 @@ static inline __m256i half_block(__m256i q, const int8_t *x) {
         s = _mm256_add_epi8(_mm256_add_epi8(s, s), s);
     }
     return sum;
-}
-
-static inline int32_t hsum(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 void ryz_run_mad_t5_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base) {
@@ -56,7 +50,7 @@ void ryz_run_mad_t5_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, 
             int32_t out[ROWS];
             const int32_t xsum = ryz_mad_xsum(a, n);
             /* unsigned: sum(c * x) may have wrapped, sum(c * x) - sum(x) has not */
-            for (int r = 0; r < ROWS; r++) out[r] = (int32_t)((uint32_t)hsum(acc[r]) - (uint32_t)xsum);
+            for (int r = 0; r < ROWS; r++) out[r] = (int32_t)((uint32_t)ryz_hsum_epi32(acc[r]) - (uint32_t)xsum);
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }

@@ -18,12 +18,6 @@
 #define NR 4
 #define CHUNK 32   /* groups summed in int16: 32 * 512 < 32768 */
 
-static inline int32_t load32(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int64_t ldy,
                 int mv, int nv, const int32_t *xsum) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -37,7 +31,7 @@ static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int6
             const __m256i w0 = _mm256_load_si256((const __m256i *)(w + q * MR * 4));
             const __m256i w1 = _mm256_load_si256((const __m256i *)(w + q * MR * 4 + 32));
             for (int j = 0; j < NR; j++) {
-                const __m256i b = _mm256_set1_epi32(load32(x + q * NR * 4 + 4 * j));
+                const __m256i b = _mm256_set1_epi32(ryz_load32(x + q * NR * 4 + 4 * j));
                 s[j][0] = _mm256_add_epi16(s[j][0], _mm256_maddubs_epi16(w0, b));
                 s[j][1] = _mm256_add_epi16(s[j][1], _mm256_maddubs_epi16(w1, b));
             }

@@ -37,12 +37,6 @@
 #define NR UKR512_NR
 #define MV (MR / 16)
 
-static inline int32_t load32(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int64_t ldy,
                 int mv, int nv, const int32_t *xsum) {
     __m512i acc[NR][MV];
@@ -56,7 +50,7 @@ static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int6
         for (int i = 0; i < MV; i++) wv[i] = _mm512_load_si512(w + q * MR * 4 + 64 * i);
 #pragma GCC unroll 16
         for (int j = 0; j < NR; j++) {
-            const __m512i b = _mm512_set1_epi32(load32(x + q * NR * 4 + 4 * j));
+            const __m512i b = _mm512_set1_epi32(ryz_load32(x + q * NR * 4 + 4 * j));
 #pragma GCC unroll 4
             for (int i = 0; i < MV; i++) acc[j][i] = _mm512_dpbusd_epi32(acc[j][i], wv[i], b);
         }

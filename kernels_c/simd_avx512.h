@@ -1,0 +1,18 @@
+/* simd_avx512.h - AVX-512 helpers shared by the AVX-512 kernel files (include only from
+ * *avx512*.c, which the Makefile builds with the AVX-512 flags). */
+#ifndef RYZ_SIMD_AVX512_H
+#define RYZ_SIMD_AVX512_H
+
+#include <immintrin.h>
+
+/* Lanes 0-3 of the result: the sums of the sixteen int32 lanes of r0, r1, r2, r3; one shuffle
+ * tree for four rows instead of four horizontal sums. */
+static inline __m128i ryz_reduce4_epi32(__m512i r0, __m512i r1, __m512i r2, __m512i r3) {
+    __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(r0, r1), _mm512_unpackhi_epi32(r0, r1));
+    __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(r2, r3), _mm512_unpackhi_epi32(r2, r3));
+    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+#endif

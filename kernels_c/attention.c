@@ -1,22 +1,27 @@
 /* attention.c - causal grouped-query attention over a layer's float32 KV cache, for decode
  * (one query position) and prefill (T positions), in one OpenMP parallel region.
  *
- * Numerics (those of the numpy formulation it replaced, within float rounding):
+ The three primitives (scores, softmax, weighted sum) come from a table chosen per call by
+ * the CPU's features (ryz_attn_ops in internal.h): AVX-512F (attention_avx512.c) or the SSE2
+ * fallback below.  The fallback's numerics (those of the numpy formulation it replaced,
+ * within float rounding):
  *   s_j = (q . k_j) * (float)(1 / sqrt(d))       float32 dot (4 x 4 SSE lanes, fixed order)
  *   p_j = expf(s_j - max s) / sum (sum in double, divided as float32)
  *   o   = sum_j p_j v_j                           float32, accumulated in j order
- * Every score, softmax and output element is computed by one thread in one fixed order, so the
- * results do not depend on the thread count or on which of the two work splits below runs:
- * prefill of T positions gives bit-identical attention outputs to T decode calls.
+ * Within one ISA every score, softmax and output element is computed by one thread in one
+ * fixed order, so the results do not depend on the thread count or on which of the two work
+ * splits below runs: prefill of T positions gives bit-identical attention outputs to T decode
+ * calls.  The two ISAs differ by float rounding only.
  *
  * Work splits:
  *   rows   items (query position t, KV head): the group's query heads share each K and V row
  *          read (GQA: the K/V stream is read once per group, not once per query head).
- *          Chosen when there are at least 2 items per thread (prefill; decode with many KV
- *          heads).
+ *          Chosen when there are at least 4 items per thread (prefill; decode with many KV
+ *          heads): fewer items than that leave threads idle at the end (5 KV heads on 2
+ *          threads: 3 against 2).
  *   phases decode with few KV heads for many threads (2B-4T: 5 KV heads, 16 threads): scores
  *          over (KV head, position chunk), then softmax over (t, head), then the weighted sum
- *          over (t, KV head, 16-float column chunk of head_dim); barriers in between. */
+ *          over (t, KV head, 64-float column chunk of head_dim); barriers in between. */
 #include <emmintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -26,8 +31,8 @@
 
 /* Positions per score chunk of the "phases" split. */
 #define POS_CHUNK 64
-/* Floats per column chunk of the weighted sum (one cache line). */
-#define COL_CHUNK 16
+/* Floats per column chunk of the weighted sum (4 zmm per query head in the AVX-512 tile). */
+#define COL_CHUNK 64
 /* Multiply-adds (scores and weighted sum) per thread below which fewer threads run: a short
  * context's attention takes microseconds, less than a fork/join (and far less than a barrier
  * on an oversubscribed machine, where one descheduled thread stalls the others).  The results
@@ -43,6 +48,7 @@ typedef struct attn {
     int64_t T, p0, heads, kvh, group, d, maxc;
     float scale;
     float *ws;           /* rows: threads x group x (p0 + T); phases: T x heads x (p0 + T) */
+    const ryz_attn_ops *ops;
     int rows_split;
     int threads;         /* threads that run: at most the caller's, fewer for little work */
 } attn;
@@ -64,7 +70,7 @@ static inline float dot(const float *restrict a, const float *restrict b, int64_
     return s;
 }
 
-static inline void softmax(float *restrict s, int64_t n) {
+static void softmax_sse(float *restrict s, int64_t n) {
     float m = s[0];
     for (int64_t j = 1; j < n; j++) m = s[j] > m ? s[j] : m;
     double sum = 0.0;
@@ -79,8 +85,8 @@ static inline void softmax(float *restrict s, int64_t n) {
 /* o[c] += s[p] * V[p * d + c] for c in [0, w), p = p0 .. p1-1 in that order: each element's
  * sum is sequential in p, so any blocking over p or c rounds the same.  16 columns at a time
  * stay in registers across the positions of a block (V's block is in L1/L2: POS_CHUNK rows). */
-static void wsum(float *restrict o, const float *restrict s, const float *restrict V, int64_t d, int64_t p0,
-                 int64_t p1, int64_t w) {
+static void wsum_head(float *restrict o, const float *restrict s, const float *restrict V, int64_t d, int64_t p0,
+                      int64_t p1, int64_t w) {
     int64_t c = 0;
     for (; c + 16 <= w; c += 16) {
         __m128 a0 = _mm_loadu_ps(o + c), a1 = _mm_loadu_ps(o + c + 4), a2 = _mm_loadu_ps(o + c + 8),
@@ -108,6 +114,25 @@ static void wsum(float *restrict o, const float *restrict s, const float *restri
     }
 }
 
+static void scores_sse(const float *q, int64_t g, const float *K, int64_t d, int64_t p0, int64_t p1, float scale,
+                       float *s, int64_t ss) {
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t i = 0; i < g; i++) s[i * ss + p] = dot(q + i * d, K + p * d, d) * scale;
+}
+
+static void wsum_sse(float *o, int64_t g, const float *s, int64_t ss, const float *V, int64_t d, int64_t p0,
+                     int64_t p1, int64_t c0, int64_t c1) {
+    for (int64_t i = 0; i < g; i++) wsum_head(o + i * d + c0, s + i * ss, V + c0, d, p0, p1, c1 - c0);
+}
+
+static const ryz_attn_ops attn_sse = {"sse2", scores_sse, softmax_sse, wsum_sse};
+
+static const ryz_attn_ops *attn_ops(void) {
+    return (ryz_cpu_features() & RYZ_F_AVX512F) ? &ryz_attn_avx512 : &attn_sse;
+}
+
+const char *ryz_attention_isa(void) { return attn_ops()->isa; }
+
 static inline const float *qrow(const attn *a, int64_t t, int64_t h) { return a->q + t * a->q_stride + h * a->d; }
 static inline float *orow(const attn *a, int64_t t, int64_t h) { return a->out + t * a->out_stride + h * a->d; }
 
@@ -115,16 +140,12 @@ static inline float *orow(const attn *a, int64_t t, int64_t h) { return a->out +
 static void rows_item(const attn *a, int64_t t, int64_t j, float *restrict s) {
     const int64_t n = a->p0 + t + 1, d = a->d, g = a->group;
     const float *K = a->k + j * a->maxc * d, *V = a->v + j * a->maxc * d;
-    for (int64_t p = 0; p < n; p++)
-        for (int64_t i = 0; i < g; i++) s[i * n + p] = dot(qrow(a, t, j * g + i), K + p * d, d) * a->scale;
-    for (int64_t i = 0; i < g; i++) {
-        softmax(s + i * n, n);
-        float *o = orow(a, t, j * g + i);
-        for (int64_t c = 0; c < d; c++) o[c] = 0.0f;
-    }
+    float *o = orow(a, t, j * g);
+    a->ops->scores(qrow(a, t, j * g), g, K, d, 0, n, a->scale, s, n);
+    for (int64_t i = 0; i < g; i++) a->ops->softmax(s + i * n, n);
+    for (int64_t c = 0; c < g * d; c++) o[c] = 0.0f;
     for (int64_t b = 0; b < n; b += POS_CHUNK)
-        for (int64_t i = 0; i < g; i++)
-            wsum(orow(a, t, j * g + i), s + i * n, V, d, b, b + POS_CHUNK < n ? b + POS_CHUNK : n, d);
+        a->ops->wsum(o, g, s, n, V, d, b, b + POS_CHUNK < n ? b + POS_CHUNK : n, 0, d);
 }
 
 /* Called by every thread of a parallel region (orphaned worksharing). */
@@ -145,27 +166,24 @@ static void attention_team(const attn *a) {
         const float *K = a->k + j * a->maxc * d;
         for (int64_t t = 0; t < a->T; t++) {
             const int64_t n = a->p0 + t + 1, p1 = p0 + POS_CHUNK < n ? p0 + POS_CHUNK : n;
-            for (int64_t p = p0; p < p1; p++)
-                for (int64_t i = 0; i < g; i++)
-                    a->ws[((t * a->heads) + j * g + i) * ctx + p] = dot(qrow(a, t, j * g + i), K + p * d, d) * a->scale;
+            if (p0 < p1)
+                a->ops->scores(qrow(a, t, j * g), g, K, d, p0, p1, a->scale, a->ws + (t * a->heads + j * g) * ctx, ctx);
         }
     }
     #pragma omp for schedule(static)
-    for (int64_t it = 0; it < a->T * a->heads; it++) softmax(a->ws + it * ctx, a->p0 + it / a->heads + 1);
+    for (int64_t it = 0; it < a->T * a->heads; it++) a->ops->softmax(a->ws + it * ctx, a->p0 + it / a->heads + 1);
     const int64_t cols = (d + COL_CHUNK - 1) / COL_CHUNK;
     #pragma omp for schedule(static)
     for (int64_t it = 0; it < a->T * a->kvh * cols; it++) {
         const int64_t t = it / (a->kvh * cols), j = it / cols % a->kvh, c0 = it % cols * COL_CHUNK;
         const int64_t w = d - c0 < COL_CHUNK ? d - c0 : COL_CHUNK, n = a->p0 + t + 1;
-        const float *V = a->v + j * a->maxc * d + c0;
-        for (int64_t i = 0; i < g; i++) {
-            float *o = orow(a, t, j * g + i) + c0;
-            for (int64_t c = 0; c < w; c++) o[c] = 0.0f;
-        }
+        const float *V = a->v + j * a->maxc * d;
+        float *o = orow(a, t, j * g);
+        for (int64_t i = 0; i < g; i++)
+            for (int64_t c = 0; c < w; c++) o[i * d + c0 + c] = 0.0f;
         for (int64_t b = 0; b < n; b += POS_CHUNK)
-            for (int64_t i = 0; i < g; i++)
-                wsum(orow(a, t, j * g + i) + c0, a->ws + ((t * a->heads) + j * g + i) * ctx, V, d, b,
-                     b + POS_CHUNK < n ? b + POS_CHUNK : n, w);
+            a->ops->wsum(o, g, a->ws + (t * a->heads + j * g) * ctx, ctx, V, d, b, b + POS_CHUNK < n ? b + POS_CHUNK : n,
+                         c0, c0 + w);
     }
 }
 
@@ -190,7 +208,8 @@ static int setup(attn *a, long long k_len, long long v_len, long long max_contex
     const double macs = 2.0 * (double)T * (double)heads * (double)head_dim * ((double)p0 + 0.5 * (double)T + 0.5);
     const double want = 1.0 + macs / MIN_MACS_PER_THREAD;
     a->threads = want < (double)threads ? (int)want : threads;
-    a->rows_split = T * kv_heads >= 2LL * a->threads;
+    a->rows_split = T * kv_heads >= 4LL * a->threads;
+    a->ops = attn_ops();
     const long long ctx = p0 + T;
     long long ws;
     if (__builtin_mul_overflow(a->rows_split ? (long long)a->threads * a->group : T * heads, ctx, &ws) ||

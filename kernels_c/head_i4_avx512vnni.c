@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "simd_avx512.h"
 
 #define T RYZ_HEAD4_TILE
 #define RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -30,10 +31,10 @@ static inline __attribute__((always_inline)) __m512i group_dots(const uint8_t *w
         ryz_prefetch(w + 64 * c);
         ryz_prefetch(w + 64 * c + 64);
         const __m512i v0 = _mm512_loadu_si512(w + 64 * c), v1 = _mm512_loadu_si512(w + 64 * c + 64);
-        lo0 = _mm512_dpbusd_epi32(lo0, _mm512_and_si512(v0, lo_mask), bcast(xg + 8 * c));
-        hi0 = _mm512_dpbusd_epi32(hi0, _mm512_and_si512(v0, hi_mask), bcast(xg + 8 * c + 4));
-        lo1 = _mm512_dpbusd_epi32(lo1, _mm512_and_si512(v1, lo_mask), bcast(xg + 8 * c + 8));
-        hi1 = _mm512_dpbusd_epi32(hi1, _mm512_and_si512(v1, hi_mask), bcast(xg + 8 * c + 12));
+        lo0 = ryz_dpbusd(lo0, _mm512_and_si512(v0, lo_mask), bcast(xg + 8 * c));
+        hi0 = ryz_dpbusd(hi0, _mm512_and_si512(v0, hi_mask), bcast(xg + 8 * c + 4));
+        lo1 = ryz_dpbusd(lo1, _mm512_and_si512(v1, lo_mask), bcast(xg + 8 * c + 8));
+        hi1 = ryz_dpbusd(hi1, _mm512_and_si512(v1, hi_mask), bcast(xg + 8 * c + 12));
     }
     return _mm512_add_epi32(_mm512_add_epi32(lo0, lo1), _mm512_srai_epi32(_mm512_add_epi32(hi0, hi1), 4));
 }

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "internal.h"
+#include "simd_avx512.h"
 
 #define ROWS 4
 
@@ -15,7 +16,7 @@ void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, in
             for (int r = 0; r < ROWS; r++) {
                 const uint8_t *p = w + (m + r) * Kp + k;
                 ryz_prefetch(p);
-                acc[r] = _mm512_dpbusd_epi32(acc[r], uv, _mm512_loadu_si512(p));
+                acc[r] = ryz_dpbusd(acc[r], uv, _mm512_loadu_si512(p));
             }
         }
         for (int r = 0; r < ROWS; r++) dots[m + r - m0] = _mm512_reduce_add_epi32(acc[r]);

@@ -138,6 +138,23 @@ extern const ryz_ukr ryz_ukr_scalar, ryz_ukr_mad_avx2, ryz_ukr_mad_avx512vnni;
 void ryz_decode_generic(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr,
                         int64_t k0, int64_t kc, uint8_t *out);
 
+/* Attention primitives, one set per ISA (attention.c: the SSE2 fallback and the dispatch;
+ * attention_avx512.c).  Query head i of a group is q + i d; its scores s + i ss; its output
+ * o + i d.  Positions [p0, p1) of a KV head's rows K + p d and V + p d. */
+typedef struct ryz_attn_ops {
+    const char *isa;
+    /* s_i[p] = (q_i . K_p) * scale */
+    void (*scores)(const float *q, int64_t g, const float *K, int64_t d, int64_t p0, int64_t p1, float scale,
+                   float *s, int64_t ss);
+    /* s[0 .. n) <- softmax(s) */
+    void (*softmax)(float *s, int64_t n);
+    /* o_i[c] += sum over p of s_i[p] V[p][c], in increasing p, for c in [c0, c1) */
+    void (*wsum)(float *o, int64_t g, const float *s, int64_t ss, const float *V, int64_t d, int64_t p0,
+                 int64_t p1, int64_t c0, int64_t c1);
+} ryz_attn_ops;
+
+extern const ryz_attn_ops ryz_attn_avx512;
+
 /* Kernel entry points, one per kernels.def line. */
 #define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
     void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base);

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include "internal.h"
+#include "simd_avx512.h"
 
 
 #define GROUPS 4  /* groups of 16 rows per tile */
@@ -36,10 +37,10 @@ void ryz_run_lut_avx512(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, i
                     /* 0xea: (a & b) | c */
                     const __m512i i0 = _mm512_ternarylogic_epi32(v, nib, pair_sel, 0xea);
                     const __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), nib, pair_sel, 0xea);
-                    acc_lo[q] = _mm512_dpbusd_epi32(acc_lo[q], _mm512_permutexvar_epi8(i0, lo0), ones);
-                    acc_hi[q] = _mm512_dpbusd_epi32(acc_hi[q], ones, _mm512_permutexvar_epi8(i0, hi0));
-                    acc_lo[q] = _mm512_dpbusd_epi32(acc_lo[q], _mm512_permutexvar_epi8(i1, lo1), ones);
-                    acc_hi[q] = _mm512_dpbusd_epi32(acc_hi[q], ones, _mm512_permutexvar_epi8(i1, hi1));
+                    acc_lo[q] = ryz_dpbusd(acc_lo[q], _mm512_permutexvar_epi8(i0, lo0), ones);
+                    acc_hi[q] = ryz_dpbusd(acc_hi[q], ones, _mm512_permutexvar_epi8(i0, hi0));
+                    acc_lo[q] = ryz_dpbusd(acc_lo[q], _mm512_permutexvar_epi8(i1, lo1), ones);
+                    acc_hi[q] = ryz_dpbusd(acc_hi[q], ones, _mm512_permutexvar_epi8(i1, hi1));
                 }
             }
             int32_t out[16 * GROUPS];

@@ -77,11 +77,11 @@ void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_
                     const __m512i q = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
                     const __mmask64 high = _mm512_movepi8_mask(q);
                     const __m512i va = lookup256(ta, q, high), vb = lookup256(tb, q, high);
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
-                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));
-                    acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], _mm512_and_si512(va, m2), _mm512_load_si512(xb + 128));
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], _mm512_and_si512(vb, m0), _mm512_load_si512(xb + 192));
-                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], _mm512_and_si512(vb, m1), _mm512_load_si512(xb + 256));
+                    acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
+                    acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));
+                    acc[r][2] = ryz_dpbusd(acc[r][2], _mm512_and_si512(va, m2), _mm512_load_si512(xb + 128));
+                    acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(vb, m0), _mm512_load_si512(xb + 192));
+                    acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(vb, m1), _mm512_load_si512(xb + 256));
                 }
             }
             __m512i row[ROWS];

@@ -185,7 +185,9 @@ int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double
  * KV head h / (heads / kv_heads); out: T rows of heads x head_dim, stride out_stride.  Scores
  * q.k / sqrt(head_dim), softmax in float32 with the max subtracted, weighted sum of v; parallel
  * over (position, KV head) or, with few of those, over KV heads x position chunks.  Results do
- * not depend on threads (<= RYZ_MAX_THREADS).  out must not overlap the inputs. */
+ * not depend on threads (<= RYZ_MAX_THREADS).  out must not overlap the inputs.  The code
+ * path follows the CPU (ryz_attention_isa: "avx512" or "sse2"); the two round differently. */
+const char *ryz_attention_isa(void);
 int ryz_attention(const float *q, long long q_len, long long q_stride, const float *k_cache, long long k_len,
                   const float *v_cache, long long v_len, long long max_context, long long T, long long p0,
                   long long heads, long long kv_heads, long long head_dim, float *out, long long out_len,

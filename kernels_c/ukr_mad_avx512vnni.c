@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "simd_avx512.h"
 
 #ifndef UKR512_MR
 #define UKR512_MR 32
@@ -52,7 +53,7 @@ static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int6
         for (int j = 0; j < NR; j++) {
             const __m512i b = _mm512_set1_epi32(ryz_load32(x + q * NR * 4 + 4 * j));
 #pragma GCC unroll 4
-            for (int i = 0; i < MV; i++) acc[j][i] = _mm512_dpbusd_epi32(acc[j][i], wv[i], b);
+            for (int i = 0; i < MV; i++) acc[j][i] = ryz_dpbusd(acc[j][i], wv[i], b);
         }
     }
 #pragma GCC unroll 16

@@ -2,7 +2,9 @@
 (kernels_c/rows_ops.c) against the decode step's one-token functions.
 
 Tolerance for attention: 1e-5 of max|output|; C and numpy sum the q.k products and the softmax
-denominator in different orders (float32 rounding, ~1e-7 relative), nothing else differs."""
+denominator in different orders (float32 rounding, ~1e-7 relative), and the AVX-512 path
+computes exp with its own polynomial (about 1 ulp); nothing else differs.  Both code paths
+(AVX-512 and the SSE2 fallback, by capping the ISA) are checked."""
 
 from __future__ import annotations
 
@@ -12,10 +14,22 @@ import numpy as np
 import pytest
 
 from ryzlab.core import native as _native
-from ryzlab.core.layer_ops import RopeAttention, attention, dequant_rows, rmsnorm_quant_rows
+from ryzlab.core.kernels import cpu_features, limit_isa
+from ryzlab.core.layer_ops import RopeAttention, attention, attention_isa, dequant_rows, rmsnorm_quant_rows
 from ryzlab.model.ops import MIN_ABSMAX
 
 RTOL = 1e-5
+
+
+@pytest.fixture(params=["avx512", "avx2"])
+def attention_path(request):
+    """Run the test on the AVX-512 attention (skipped where the CPU lacks AVX-512F) and on
+    the SSE2 fallback (ISA capped to AVX2)."""
+    if request.param == "avx512" and not cpu_features()["avx512f"]:
+        pytest.skip("this CPU has no AVX-512F")
+    with limit_isa(request.param):
+        assert attention_isa() == ("avx512" if request.param == "avx512" else "sse2")
+        yield request.param
 
 
 def numpy_attention(q, kc, vc, p0):
@@ -51,18 +65,19 @@ def _case(rng, T, p0, heads, kvh, d, maxc):
     (40, 900, 4, 1, 64, 1000),  # prefill after a long context
 ])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_attention_matches_numpy(T, p0, heads, kvh, d, maxc, threads):
+def test_attention_matches_numpy(T, p0, heads, kvh, d, maxc, threads, attention_path):
     q, kc, vc = _case(np.random.default_rng(T * 1000 + p0), T, p0, heads, kvh, d, maxc)
     got = attention(q, kc, vc, p0, threads)
     want = numpy_attention(q, kc, vc, p0)
     assert np.abs(got - want).max() <= RTOL * np.abs(want).max()
 
 
-def test_attention_independent_of_threads_split_and_batching():
+@pytest.mark.parametrize("heads,kvh,d", [(8, 2, 40), (6, 2, 17), (4, 4, 33), (20, 5, 128)])
+def test_attention_independent_of_threads_split_and_batching(heads, kvh, d, attention_path):
     """Bit-identical for every thread count, both work splits, and prefill (T rows) against
     T one-row calls: each output element is computed by one thread in one fixed order."""
     rng = np.random.default_rng(1)
-    T, p0, heads, kvh, d, maxc = 24, 100, 8, 2, 40, 130
+    T, p0, maxc = 24, 100, 130
     q, kc, vc = _case(rng, T, p0, heads, kvh, d, maxc)
     base = attention(q, kc, vc, p0, 1)
     for threads in (2, 3, 16, 64):  # 64: fewer (position, KV head) items than 2 x threads

@@ -2,7 +2,7 @@
 kernels_c/rows_ops.c), validated before any pointer reaches C.
 
 * :func:`attention`: causal grouped-query attention over a float32 KV cache, for one query
-  position (decode) or T of them (prefill).
+  position (decode) or T of them (prefill); :func:`attention_isa` says which code path runs.
 * :class:`RopeAttention`: RoPE + KV-cache write + attention of one layer in one C call, bound
   once to the model's buffers (a decode step calls it every layer).
 * :func:`rmsnorm_quant_rows`, :func:`dequant_rows`: the decode step's RMSNorm + int8 and
@@ -29,6 +29,11 @@ def _f32(a: object, name: str, ndim: int | None = None, writable: bool = False) 
     if writable and not a.flags.writeable:
         raise ValueError(f"{name} must be writable")
     return a
+
+
+def attention_isa() -> str:
+    """The attention code path on this CPU (under the ISA cap): "avx512" or "sse2"."""
+    return _native.string(_native.lib().ryz_attention_isa())
 
 
 def _fptr(a: np.ndarray):

@@ -26,6 +26,7 @@ from ..core.ops import PreparedGemm, pack
 from ..core.topology import last_level_cache_bytes
 from ..errors import KernelCallError
 from ..core.kernels import info, resolve
+from ..model.ops import blas_threads
 
 #: A sample lasts at least this long (seconds), so timer resolution and call jitter vanish.
 MIN_SAMPLE_S = 0.010
@@ -105,7 +106,9 @@ class GemmBench:
 
         self._run = run
         run(1)
-        if not np.array_equal(y, reference.gemm(w, x)):
+        with blas_threads(1):  # a woken BLAS pool spins on the cores the timed threads need
+            want = reference.gemm(w, x)
+        if not np.array_equal(y, want):
             raise KernelCallError(f"{k.name} disagrees with the oracle on M={M} K={K} N={N}: not timed")
         self.iters = _calibrate(run, n_bufs if cold else 1, min_sample_s)
         run(self.iters)  # warm-up sample, discarded

@@ -25,36 +25,31 @@ void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *
         const uint8_t *w = a->w + t * blocks * ROWS * 64;
         for (int64_t n = 0; n < a->N; n++) {
             const int8_t *x = ryz_mad_x(a, n);
-            /* Sixteen named accumulators, not an array: with acc[ROWS][4] GCC 12 shuffled the
-             * accumulators through extra register moves and stack stores every block. */
-            __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00,
-                    a12 = a00, a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00,
-                    a32 = a00, a33 = a00;
-            const uint8_t *wk = w;
-            for (int64_t kb = 0; kb < blocks; kb++, wk += ROWS * 64) {
+            __m512i acc[ROWS][4];
+            for (int r = 0; r < ROWS; r++)
+                for (int s = 0; s < 4; s++) acc[r][s] = _mm512_setzero_si512();
+            for (int64_t kb = 0; kb < blocks; kb++) {
                 const __m512i x0 = _mm512_load_si512(x + 256 * kb);
                 const __m512i x1 = _mm512_load_si512(x + 256 * kb + 64);
                 const __m512i x2 = _mm512_load_si512(x + 256 * kb + 128);
                 const __m512i x3 = _mm512_load_si512(x + 256 * kb + 192);
-#define ROW(r)                                                                            \
-                {                                                                         \
-                    ryz_prefetch(wk + (r) * 64);                                          \
-                    const __m512i v = _mm512_loadu_si512(wk + (r) * 64);                  \
-                    a##r##0 = ryz_dpbusd(a##r##0, _mm512_and_si512(v, m0), x0); \
-                    a##r##1 = ryz_dpbusd(a##r##1, _mm512_and_si512(v, m1), x1); \
-                    a##r##2 = ryz_dpbusd(a##r##2, _mm512_and_si512(v, m2), x2); \
-                    a##r##3 = ryz_dpbusd(a##r##3, _mm512_and_si512(v, m3), x3); \
+                for (int r = 0; r < ROWS; r++) {
+                    ryz_prefetch(w + (kb * ROWS + r) * 64);
+                    const __m512i v = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
+                    acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(v, m0), x0);
+                    acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(v, m1), x1);
+                    acc[r][2] = ryz_dpbusd(acc[r][2], _mm512_and_si512(v, m2), x2);
+                    acc[r][3] = ryz_dpbusd(acc[r][3], _mm512_and_si512(v, m3), x3);
                 }
-                ROW(0) ROW(1) ROW(2) ROW(3)
-#undef ROW
             }
-#define FIELDS(r) _mm512_add_epi32(_mm512_add_epi32(a##r##0, _mm512_srai_epi32(a##r##1, 2)), \
-                  _mm512_add_epi32(_mm512_srai_epi32(a##r##2, 4), _mm512_srai_epi32(a##r##3, 6)))
-            const __m512i row0 = FIELDS(0), row1 = FIELDS(1), row2 = FIELDS(2), row3 = FIELDS(3);
-#undef FIELDS
+            __m512i row[ROWS];
+            for (int r = 0; r < ROWS; r++)
+                row[r] = _mm512_add_epi32(
+                    _mm512_add_epi32(acc[r][0], _mm512_srai_epi32(acc[r][1], 2)),
+                    _mm512_add_epi32(_mm512_srai_epi32(acc[r][2], 4), _mm512_srai_epi32(acc[r][3], 6)));
             int32_t out[ROWS];
             _mm_storeu_si128((__m128i *)out,
-                             _mm_sub_epi32(ryz_reduce4_epi32(row0, row1, row2, row3), _mm_set1_epi32(ryz_mad_xsum(a, n))));
+                             _mm_sub_epi32(ryz_reduce4_epi32(row[0], row[1], row[2], row[3]), _mm_set1_epi32(ryz_mad_xsum(a, n))));
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }

@@ -22,6 +22,14 @@ from . import native as _native
 from . import validate
 
 
+def _one_token(x: np.ndarray, K: int) -> np.ndarray:
+    """``x`` checked as one token's int8 activations, as a (K,) array."""
+    x2, _ = validate.activations(x, K)
+    if x2.shape[0] != 1:
+        raise ValueError(f"the head multiplies one token: expected shape ({K},), got {x.shape}")
+    return x2.reshape(K)
+
+
 def isa() -> str:
     """The path the head runs on this CPU: "avx512vnni" or "scalar"."""
     return _native.string(_native.lib().ryz_head_isa())
@@ -124,12 +132,9 @@ class Int8Head:
 
     def gemv_int(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Exact int32 dot products of every row with int8 activations ``x`` (K,)."""
-        x2, _ = validate.activations(x, self.K)
-        if x2.shape[0] != 1:
-            raise ValueError(f"the head multiplies one token: expected shape ({self.K},), got {x.shape}")
-        t = validate.threads(threads)
+        xk, t = _one_token(x, self.K), validate.threads(threads)
         y = np.empty(self.M, dtype=np.int32)
-        self.prepare(x2.reshape(self.K), y)(t)
+        self.prepare(xk, y)(t)
         return y
 
 
@@ -345,12 +350,9 @@ class Int4Head:
 
     def gemv(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """float32 (M,): per row, the group-scaled exact integer products summed in float32."""
-        x2, _ = validate.activations(x, self.K)
-        if x2.shape[0] != 1:
-            raise ValueError(f"the head multiplies one token: expected shape ({self.K},), got {x.shape}")
-        t = validate.threads(threads)
+        xk, t = _one_token(x, self.K), validate.threads(threads)
         y = np.empty(self.M, dtype=np.float32)
-        self.prepare(x2.reshape(self.K), y)(t)
+        self.prepare(xk, y)(t)
         return y
 
 

@@ -20,18 +20,22 @@ static inline double round_even(double v) {
 
 /* q = rint(y * s) with y = (x * r) * w, r = 1 / sqrt(mean(x^2) + eps) and s = 127 / max|y|
  * (max|y| at least min_absmax): BitNet's RMSNorm followed by per-token absmax int8
- * quantisation.  |y * s| <= 127 (1 + 2^-24) rounds into [-127, 127]. */
+ * quantisation.  |y * s| <= 127 (1 + 2^-24) rounds into [-127, 127].  CPUs with AVX-512 run
+ * the same arithmetic in rmsnorm_quant_avx512.c, with bit-identical results. */
 int ryz_rmsnorm_quant(const float *restrict x, const float *restrict w, long long n, double eps,
                       double min_absmax, signed char *restrict q, float *restrict scale) {
     if (!x || !w || !q || !scale || n < 1) return RYZ_EARG;
-    /* Eight independent partial sums: the loop vectorises and its add chains pipeline (one
-     * double accumulator is a serial chain of dependent adds). */
-    double ss[8] = {0};
+    if ((ryz_cpu_features() & RYZ_F_AVX512_BASE) == RYZ_F_AVX512_BASE)
+        return ryz_rmsnorm_quant_avx512(x, w, n, eps, min_absmax, q, scale);
+    /* RYZ_NORM_LANES independent partial sums, ss[j] over i = j mod RYZ_NORM_LANES: the loop
+     * vectorises and its add chains pipeline (one double accumulator is a serial chain of
+     * dependent adds); four zmm of doubles in the AVX-512 version. */
+    double ss[RYZ_NORM_LANES] = {0};
     long long i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) ss[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i + RYZ_NORM_LANES <= n; i += RYZ_NORM_LANES)
+        for (int j = 0; j < RYZ_NORM_LANES; j++) ss[j] += (double)x[i + j] * (double)x[i + j];
     for (; i < n; i++) ss[0] += (double)x[i] * (double)x[i];
-    const double sum = ((ss[0] + ss[1]) + (ss[2] + ss[3])) + ((ss[4] + ss[5]) + (ss[6] + ss[7]));
+    const double sum = ryz_norm_lanes_sum(ss);
     const float r = (float)(1.0 / sqrt(sum / (double)n + eps));
     /* max|y| with SSE maxps, which is exactly "y > m ? y : m" (GCC will not vectorise that
      * compare without -ffinite-math-only) */

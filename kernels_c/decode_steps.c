@@ -5,9 +5,11 @@
  * fork/joins and a dozen interpreter round trips, and DRAM idles through each of them.  Here
  * the threads stay in one region for a whole chain (the model passes everything between two
  * attention steps: o, gate|up, down and the next layer's qkv): thread 0 normalises, quantises
- * and preps the activations, every thread streams its contiguous block of row tiles, and
- * before each barrier a thread prefetches the head of its block of the next matrix, so that
- * DRAM keeps working while thread 0 runs the epilogue and the next norm. */
+ * and preps the activations, every thread streams its contiguous block of row tiles and
+ * dequantises those rows (the gate, whose halves two threads computed, is left to thread 0),
+ * and before each barrier a thread prefetches the head of its block of the next matrix, so
+ * that DRAM keeps working while thread 0 runs the gate and the next norm.  The GEMV time
+ * (seconds[0]) is thread 0's barrier-to-barrier time less its own dequantisation. */
 #include <omp.h>
 
 #include "registry.h"
@@ -29,13 +31,6 @@ static int check_step(const ryz_decode_step *s, int threads, const ryz_kernel_en
     return RYZ_OK;
 }
 
-static void epilogue(const ryz_decode_step *s, float x_scale) {
-    if (s->epilogue == RYZ_EPI_SQRELU_GATE)
-        ryz_dequant_sqrelu_gate(s->y, s->row_scales, x_scale, s->M / 2, s->out);
-    else
-        ryz_dequant(s->y, s->row_scales, x_scale, s->M, s->out, s->epilogue);
-}
-
 int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double min_absmax,
                      int threads, double *seconds) {
     if (!steps || count < 1 || count > MAX_STEPS || threads < 1 || !seconds) return RYZ_EARG;
@@ -46,6 +41,7 @@ int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double
         if (rc) return rc;
     }
     double gemv = 0.0;
+    float x_scale[MAX_STEPS];
     const double start = ryz_now_seconds();
     #pragma omp parallel num_threads(threads)
     {
@@ -54,24 +50,33 @@ int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double
             const ryz_decode_step *s = &steps[i];
             const int64_t tiles = ryz_row_tiles(k[i], &a[i]);
             const int64_t b0 = tiles * t / T, b1 = tiles * (t + 1) / T;
-            float x_scale = 0.0f;
-            double t0 = 0.0;
+            double t0 = 0.0, own_epilogue = 0.0;
             if (i == 0) ryz_prefetch_block_head(k[i], &a[i], b0, b1);
             if (t == 0) {
-                ryz_rmsnorm_quant(s->in, s->norm, s->K, eps, min_absmax, s->xq, &x_scale);
+                ryz_rmsnorm_quant(s->in, s->norm, s->K, eps, min_absmax, s->xq, &x_scale[i]);
                 if (k[i]->prep) k[i]->prep(&a[i], 0, 1);
             }
             #pragma omp barrier
             if (t == 0) t0 = ryz_now_seconds();
             k[i]->run(&a[i], b0, b1, s->y, s->M, 0);
+            if (s->epilogue != RYZ_EPI_SQRELU_GATE && b1 > b0) {
+                /* row-wise: each thread finishes the rows it computed, while they are in its cache */
+                const double e0 = t == 0 ? ryz_now_seconds() : 0.0;
+                const int64_t rt = tiles ? a[i].Mp / tiles : 0, m0 = b0 * rt, m1 = b1 * rt < s->M ? b1 * rt : s->M;
+                if (m1 > m0) ryz_dequant(s->y + m0, s->row_scales + m0, x_scale[i], m1 - m0, s->out + m0, s->epilogue);
+                if (t == 0) own_epilogue = ryz_now_seconds() - e0;
+            }
             if (i + 1 < count) {
                 const int64_t n = ryz_row_tiles(k[i + 1], &a[i + 1]);
                 ryz_prefetch_block_head(k[i + 1], &a[i + 1], n * t / T, n * (t + 1) / T);
             }
             #pragma omp barrier
             if (t == 0) {
-                gemv += ryz_now_seconds() - t0;
-                epilogue(s, x_scale);  /* the next step's norm reads out: same thread */
+                gemv += ryz_now_seconds() - t0 - own_epilogue;
+                /* the gate needs both halves, computed by different threads; the next step's
+                 * norm reads out: same thread */
+                if (s->epilogue == RYZ_EPI_SQRELU_GATE)
+                    ryz_dequant_sqrelu_gate(s->y, s->row_scales, x_scale[i], s->M / 2, s->out);
             }
         }
     }

@@ -155,6 +155,20 @@ typedef struct ryz_attn_ops {
 
 extern const ryz_attn_ops ryz_attn_avx512;
 
+/* ryz_rmsnorm_quant's partial sums of x^2 (decode_ops.c), added in this one fixed order by
+ * both versions. */
+#define RYZ_NORM_LANES 32
+static inline double ryz_norm_lanes_sum(const double *ss) {
+    double t[8];
+    for (int j = 0; j < 8; j++) t[j] = (ss[j] + ss[8 + j]) + (ss[16 + j] + ss[24 + j]);
+    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+
+/* ryz_rmsnorm_quant for CPUs with RYZ_F_AVX512_BASE, bit-identical to the baseline one, which
+ * dispatches to it (rmsnorm_quant_avx512.c); arguments already checked. */
+int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double eps, double min_absmax,
+                             signed char *q, float *scale);
+
 /* Kernel entry points, one per kernels.def line. */
 #define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
     void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base);

@@ -9,7 +9,7 @@ import pytest
 
 import ryzlab
 from ryzlab.core import native as _native
-from ryzlab.core.kernels import limit_isa, resolve
+from ryzlab.core.kernels import cpu_features, limit_isa, resolve
 from ryzlab.core.ops import DecodeChain, workspace_bytes
 from ryzlab.model.ops import MIN_ABSMAX as _MIN_ABSMAX
 
@@ -140,3 +140,33 @@ def test_rope_matches_numpy_rotate_half():
     assert lib.ryz_rope(_ptr(x), rows, d, _ptr(c), _ptr(s)) == 0
     np.testing.assert_array_equal(x, want)
     assert lib.ryz_rope(_ptr(x), rows, d - 1, _ptr(c), _ptr(s)) < 0
+
+
+def _norm_quant(x: np.ndarray, w: np.ndarray, min_absmax: float = _MIN_ABSMAX) -> tuple[np.ndarray, float]:
+    lib, ffi = _native.lib(), _native.ffi
+    q, scale = np.zeros(x.size, np.int8), ffi.new("float *")
+    assert lib.ryz_rmsnorm_quant(_ptr(x), _ptr(w), x.size, EPS, min_absmax, _ptr(q), scale) == 0
+    return q, scale[0]
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 31, 32, 33, 100, 2560, 6913])
+def test_rmsnorm_quant_avx512_equals_baseline(n):
+    """The AVX-512 RMSNorm + int8 (rmsnorm_quant_avx512.c) gives the baseline's bits, and both
+    match the numpy formulation (float32 products, the sum of squares in double)."""
+    if not cpu_features()["avx512f"]:
+        pytest.skip("this CPU has no AVX-512F")
+    rng = np.random.default_rng(n)
+    cases = [rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4), np.zeros(n),
+             (np.arange(n) - n / 2) / 4]  # many exact halves after scaling
+    for x in (c.astype(np.float32) for c in cases):
+        w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+        q, s = _norm_quant(x, w)
+        with limit_isa("avx2"):
+            q_base, s_base = _norm_quant(x, w)
+        np.testing.assert_array_equal(q, q_base)
+        assert s == s_base
+        r = np.float32(1.0 / np.sqrt(np.sum(x.astype(np.float64) ** 2) / n + EPS))
+        y = (x * r) * w
+        s_np = np.float32(127.0 / max(float(np.abs(y).max()), _MIN_ABSMAX))
+        assert s == pytest.approx(s_np, rel=1e-6)
+        assert np.abs(q.astype(int) - np.rint(y.astype(np.float64) * float(s))).max() <= 1

@@ -188,8 +188,10 @@ static void attention_team(const attn *a) {
 }
 
 /* Bounds shared by both entry points; fills a (except q, out and their strides' checks). */
+/* team: the caller's threads are already running (a decode chain's region): then either
+ * thread 0 works alone (little work) or every thread of the team takes part. */
 static int setup(attn *a, long long k_len, long long v_len, long long max_context, long long T, long long p0,
-                 long long heads, long long kv_heads, long long head_dim, int threads) {
+                 long long heads, long long kv_heads, long long head_dim, int threads, int team) {
     if (T < 1 || p0 < 0 || max_context < 1 || heads < 1 || kv_heads < 1 || head_dim < 1 || threads < 1)
         return RYZ_EARG;
     if (heads % kv_heads) return RYZ_EARG;
@@ -208,6 +210,7 @@ static int setup(attn *a, long long k_len, long long v_len, long long max_contex
     const double macs = 2.0 * (double)T * (double)heads * (double)head_dim * ((double)p0 + 0.5 * (double)T + 0.5);
     const double want = 1.0 + macs / MIN_MACS_PER_THREAD;
     a->threads = want < (double)threads ? (int)want : threads;
+    if (team && a->threads > 1) a->threads = threads;
     a->rows_split = T * kv_heads >= 4LL * a->threads;
     a->ops = attn_ops();
     const long long ctx = p0 + T;
@@ -233,7 +236,7 @@ int ryz_attention(const float *q, long long q_len, long long q_stride, const flo
                   long long out_stride, int threads) {
     if (!q || !k_cache || !v_cache || !out) return RYZ_EARG;
     attn a = {0};
-    int rc = setup(&a, k_len, v_len, max_context, T, p0, heads, kv_heads, head_dim, threads);
+    int rc = setup(&a, k_len, v_len, max_context, T, p0, heads, kv_heads, head_dim, threads, 0);
     if (rc) return rc;
     if (!strided_fits(q_len, T, q_stride, heads * head_dim) || !strided_fits(out_len, T, out_stride, heads * head_dim)) {
         free(a.ws);
@@ -246,6 +249,27 @@ int ryz_attention(const float *q, long long q_len, long long q_stride, const flo
     return RYZ_OK;
 }
 
+/* RoPE on one qkv row's q and k heads (consecutive) at position pos; its k and v into the caches. */
+static void rope_write_row(float *r, long long pos, const float *cos, const float *sin, long long heads,
+                           long long kv_heads, long long head_dim, long long max_context, float *k_cache, float *v_cache) {
+    const long long qw = heads * head_dim, kw = kv_heads * head_dim, half = head_dim / 2;
+    ryz_rope(r, heads + kv_heads, head_dim, cos + pos * half, sin + pos * half);
+    for (long long j = 0; j < kv_heads; j++) {
+        float *kc = k_cache + (j * max_context + pos) * head_dim, *vc = v_cache + (j * max_context + pos) * head_dim;
+        const float *kr = r + qw + j * head_dim, *vr = r + qw + kw + j * head_dim;
+        for (long long c = 0; c < head_dim; c++) kc[c] = kr[c], vc[c] = vr[c];
+    }
+}
+
+/* The bounds of ryz_rope_attention beyond setup's. */
+static int rope_fits(long long qkv_len, long long out_len, long long table_len, long long T, long long p0,
+                     long long heads, long long kv_heads, long long head_dim) {
+    const long long qw = heads * head_dim, row = qw + 2 * kv_heads * head_dim;
+    long long tab;
+    return strided_fits(qkv_len, T, row, row) && strided_fits(out_len, T, qw, qw) &&
+           !__builtin_mul_overflow(p0 + T, head_dim / 2, &tab) && table_len >= tab;
+}
+
 int ryz_rope_attention(float *qkv, long long qkv_len, long long T, long long p0, const float *cos, const float *sin,
                        long long table_len, float *k_cache, long long k_len, float *v_cache, long long v_len,
                        long long max_context, long long heads, long long kv_heads, long long head_dim, float *out,
@@ -253,32 +277,60 @@ int ryz_rope_attention(float *qkv, long long qkv_len, long long T, long long p0,
     if (!qkv || !cos || !sin || !k_cache || !v_cache || !out) return RYZ_EARG;
     if (head_dim % 2) return RYZ_EARG;  /* RoPE rotates halves */
     attn a = {0};
-    int rc = setup(&a, k_len, v_len, max_context, T, p0, heads, kv_heads, head_dim, threads);
+    int rc = setup(&a, k_len, v_len, max_context, T, p0, heads, kv_heads, head_dim, threads, 0);
     if (rc) return rc;
-    const long long qw = heads * head_dim, kw = kv_heads * head_dim, row = qw + 2 * kw, half = head_dim / 2;
-    long long tab;
-    if (!strided_fits(qkv_len, T, row, row) || !strided_fits(out_len, T, qw, qw) ||
-        __builtin_mul_overflow(p0 + T, half, &tab) || table_len < tab) {
+    if (!rope_fits(qkv_len, out_len, table_len, T, p0, heads, kv_heads, head_dim)) {
         free(a.ws);
         return RYZ_EWS;
     }
+    const long long qw = heads * head_dim, row = qw + 2 * kv_heads * head_dim;
     a.q = qkv, a.q_stride = row, a.k = k_cache, a.v = v_cache, a.out = out, a.out_stride = qw;
     #pragma omp parallel num_threads(a.threads) if (a.threads > 1)
     {
-        /* RoPE on q and k (consecutive heads) at each row's position; k and v into the cache */
         #pragma omp for schedule(static)
-        for (long long t = 0; t < T; t++) {
-            float *r = qkv + t * row;
-            const long long pos = p0 + t;
-            ryz_rope(r, heads + kv_heads, head_dim, cos + pos * half, sin + pos * half);
-            for (long long j = 0; j < kv_heads; j++) {
-                float *kc = k_cache + (j * max_context + pos) * head_dim, *vc = v_cache + (j * max_context + pos) * head_dim;
-                const float *kr = r + qw + j * head_dim, *vr = r + qw + kw + j * head_dim;
-                for (long long c = 0; c < head_dim; c++) kc[c] = kr[c], vc[c] = vr[c];
-            }
-        }
+        for (long long t = 0; t < T; t++)
+            rope_write_row(qkv + t * row, p0 + t, cos, sin, heads, kv_heads, head_dim, max_context, k_cache, v_cache);
         attention_team(&a);
     }
     free(a.ws);
     return RYZ_OK;
+}
+
+int ryz_decode_attn_plan(const ryz_decode_attn *d, long long pos, int threads, attn **plan) {
+    *plan = 0;
+    if (!d->qkv || !d->cos || !d->sin || !d->k_cache || !d->v_cache || !d->out) return RYZ_EARG;
+    if (d->head_dim % 2) return RYZ_EARG;
+    attn *a = calloc(1, sizeof *a);
+    if (!a) return RYZ_ENOMEM;
+    int rc = setup(a, d->k_len, d->v_len, d->max_context, 1, pos, d->heads, d->kv_heads, d->head_dim, threads, 1);
+    if (!rc && !rope_fits(d->qkv_len, d->out_len, d->table_len, 1, pos, d->heads, d->kv_heads, d->head_dim))
+        rc = RYZ_EWS;
+    if (rc) {
+        ryz_decode_attn_free(a);
+        return rc;
+    }
+    a->q = d->qkv, a->q_stride = (d->heads + 2 * d->kv_heads) * d->head_dim;
+    a->k = d->k_cache, a->v = d->v_cache, a->out = d->out, a->out_stride = d->heads * d->head_dim;
+    *plan = a;
+    return RYZ_OK;
+}
+
+void ryz_decode_attn_team(const attn *a, const ryz_decode_attn *d) {
+    const int t = omp_get_thread_num();
+    if (t == 0)
+        rope_write_row(d->qkv, a->p0, d->cos, d->sin, d->heads, d->kv_heads, d->head_dim, d->max_context,
+                       d->k_cache, d->v_cache);
+    if (a->threads == 1) {
+        /* thread 0 alone, no worksharing: the other threads go on to the next barrier */
+        if (t == 0)
+            for (int64_t j = 0; j < a->kvh; j++) rows_item(a, 0, j, a->ws);
+        return;
+    }
+    #pragma omp barrier
+    attention_team(a);
+}
+
+void ryz_decode_attn_free(attn *a) {
+    if (a) free(a->ws);
+    free(a);
 }

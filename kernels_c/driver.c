@@ -80,6 +80,10 @@ void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64
 
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a) { return a->Mp / format_of(k)->row_tile; }
 
+int64_t ryz_tile_bytes(const ryz_kernel_entry *k, const ryz_args *a) {
+    return ryz_format_bytes(format_of(k), format_of(k)->row_tile, a->Kp);
+}
+
 /* One product with the given schedule: the blocked GEMM (gemm_blocked.c) where it applies
  * (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
  * guide's critical variant, whose private row buffers are allocated per call as the guide does. */

@@ -155,6 +155,15 @@ typedef struct ryz_attn_ops {
 
 extern const ryz_attn_ops ryz_attn_avx512;
 
+/* A decode chain's attention step (ryz_decode_step.attn, attention.c): checked and planned
+ * before the chain's region (ryz_decode_attn_plan: bounds, work split, workspace), run by
+ * every thread of the region (ryz_decode_attn_team, which returns once the output is
+ * complete for thread 0; the chain's next barrier orders it for the others). */
+typedef struct attn ryz_attn_plan;
+int ryz_decode_attn_plan(const ryz_decode_attn *d, long long pos, int threads, ryz_attn_plan **plan);
+void ryz_decode_attn_team(const ryz_attn_plan *plan, const ryz_decode_attn *d);
+void ryz_decode_attn_free(ryz_attn_plan *plan);
+
 /* ryz_rmsnorm_quant's partial sums of x^2 (decode_ops.c), added in this one fixed order by
  * both versions. */
 #define RYZ_NORM_LANES 32

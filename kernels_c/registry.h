@@ -54,6 +54,8 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_byt
 int ryz_check_sizes(long long M, long long N, long long K);
 int ryz_check_threads(int threads);
 int64_t ryz_row_tiles(const ryz_kernel_entry *k, const ryz_args *a);
+/* Packed bytes of one row tile. */
+int64_t ryz_tile_bytes(const ryz_kernel_entry *k, const ryz_args *a);
 /* The blocked GEMM (gemm_blocked.c): whether ryz_gemm takes it for this call (by N, the
  * kernel's method and RYZLAB_GEMM_PATH), its workspace, and the product itself. */
 int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule);

@@ -151,8 +151,28 @@ int ryz_rope(float *x, long long rows, long long d, const float *cos, const floa
  *   0: out[i] = d[i]      1: out[i] += d[i]      2: out[i] = relu(d[i])^2 * d[M/2 + i], i < M/2
  * (2 is BitNet's squared-ReLU gate over a fused gate|up matrix).  ws: ryz_workspace_bytes
  * (kernel, M, 1, K) bytes.  Every buffer comes with its length (elements; bytes where named
- * so) and is checked before any thread starts.  seconds[0] += time in the GEMVs, seconds[1] +=
- * the rest. */
+ * so) and is checked before any thread starts.
+ *
+ * A step may first run a layer's attention (attn not NULL): RoPE on the q and k of qkv's row
+ * at position pos, k and v written to the caches at pos, and causal attention of that one
+ * query position into out, as ryz_rope_attention with T = 1 and p0 = pos, inside the same
+ * region: a whole decode token is one call.
+ *
+ * seconds[0] += time in the GEMVs, seconds[1] += time in attention, seconds[2] += the rest. */
+typedef struct ryz_decode_attn {
+    float *qkv;
+    long long qkv_len;
+    const float *cos, *sin;
+    long long table_len;
+    float *k_cache;
+    long long k_len;
+    float *v_cache;
+    long long v_len;
+    long long max_context, heads, kv_heads, head_dim;
+    float *out;
+    long long out_len;
+} ryz_decode_attn;
+
 typedef struct ryz_decode_step {
     const float *in;
     long long in_len;
@@ -173,9 +193,10 @@ typedef struct ryz_decode_step {
     float *out;
     long long out_len;
     int epilogue;
+    const ryz_decode_attn *attn;
 } ryz_decode_step;
 
-int ryz_decode_steps(const ryz_decode_step *steps, int count, double eps, double min_absmax,
+int ryz_decode_steps(const ryz_decode_step *steps, int count, long long pos, double eps, double min_absmax,
                      int threads, double *seconds);
 
 /* Causal grouped-query attention over one layer's float32 KV cache (attention.c), for decode

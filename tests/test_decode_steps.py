@@ -10,7 +10,9 @@ import pytest
 import ryzlab
 from ryzlab.core import native as _native
 from ryzlab.core.kernels import cpu_features, limit_isa, resolve
+from ryzlab.core.layer_ops import RopeAttention
 from ryzlab.core.ops import DecodeChain, workspace_bytes
+from ryzlab.errors import KernelCallError
 from ryzlab.model.ops import MIN_ABSMAX as _MIN_ABSMAX
 
 EPS = 1e-5
@@ -45,9 +47,9 @@ def _run_chain(kernel: str, steps: list[dict], threads: int) -> None:
     ws_bytes = max(workspace_bytes(resolve(kernel), s["packed"].M, 1, s["packed"].K) for s in steps)
     chain = DecodeChain([(s["in"], s["norm"], s["xq"], s["packed"], s["y"], s["row_scales"], s["out"], s["epilogue"])
                          for s in steps], np.zeros(ws_bytes, np.uint8))
-    seconds = _native.ffi.new("double[2]")
-    chain.run(EPS, _MIN_ABSMAX, threads, seconds)
-    assert seconds[0] >= 0 and seconds[1] >= 0
+    seconds = _native.ffi.new("double[3]")
+    chain.run(0, EPS, _MIN_ABSMAX, threads, seconds)
+    assert min(seconds) >= 0 and seconds[1] == 0  # no attention step
 
 
 def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
@@ -69,7 +71,8 @@ def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
         cs.ws, cs.ws_bytes = _ptr(ws), ws_bytes
         cs.kernel, cs.M, cs.K = index, s["packed"].M, s["packed"].K
         cs.epilogue = codes.get(s["epilogue"], s["epilogue"])
-    return lib.ryz_decode_steps(c, len(steps), EPS, _MIN_ABSMAX, threads, ffi.new("double[2]"))
+        cs.attn = s.get("attn", ffi.NULL)
+    return lib.ryz_decode_steps(c, len(steps), s.get("pos", 0), EPS, _MIN_ABSMAX, threads, ffi.new("double[3]"))
 
 
 def _run_separately(kernel: str, steps: list[dict]) -> None:
@@ -102,9 +105,10 @@ def test_chain_rejects_bad_steps():
     rng = np.random.default_rng(0)
     _, _, _, steps = _steps(kernel, rng)
     lib, ffi = _native.lib(), _native.ffi
-    seconds = ffi.new("double[2]")
-    assert lib.ryz_decode_steps(ffi.NULL, 1, EPS, _MIN_ABSMAX, 1, seconds) < 0
-    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    seconds = ffi.new("double[3]")
+    assert lib.ryz_decode_steps(ffi.NULL, 1, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 2), 1 << 20, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
     index = resolve(kernel).index
     assert _raw_chain(index, steps) == 0
     assert _raw_chain(index, [dict(steps[0], epilogue=7)]) == lib.RYZ_EARG
@@ -170,3 +174,52 @@ def test_rmsnorm_quant_avx512_equals_baseline(n):
         s_np = np.float32(127.0 / max(float(np.abs(y).max()), _MIN_ABSMAX))
         assert s == pytest.approx(s_np, rel=1e-6)
         assert np.abs(q.astype(int) - np.rint(y.astype(np.float64) * float(s))).max() <= 1
+
+
+def _attention_layer(kernel: str, pos: int, seed: int):
+    """A layer's "attention -> o (+ residual)" with its own cache, RoPE tables and buffers."""
+    rng = np.random.default_rng(seed)
+    heads, kvh, d, maxc, hidden = 4, 2, 32, 1024, 53
+    qkv = rng.standard_normal((heads + 2 * kvh) * d).astype(np.float32)
+    kc, vc = (rng.standard_normal((kvh, maxc, d)).astype(np.float32) for _ in range(2))
+    ang = np.arange(maxc)[:, None] * 10000.0 ** (-2.0 * np.arange(d // 2) / d)
+    cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    a, h = np.zeros(heads * d, np.float32), rng.standard_normal(hidden).astype(np.float32)
+    step = {"in": a, "norm": (1 + 0.1 * rng.standard_normal(heads * d)).astype(np.float32),
+            "xq": np.zeros(heads * d, np.int8),
+            "packed": ryzlab.pack(rng.integers(-1, 2, size=(hidden, heads * d), dtype=np.int8), kernel),
+            "y": np.zeros(hidden, np.int32), "row_scales": rng.uniform(0.01, 0.1, hidden).astype(np.float32),
+            "out": h, "epilogue": "accumulate"}
+    return RopeAttention(qkv, kc, vc, cos, sin, a, heads), (qkv, kc, vc, a, h), step
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("pos", [0, 5, 900])  # 900: enough work for every thread to attend
+def test_chain_attention_step_equals_separate_calls(kernel, threads, pos):
+    """A step's attention inside the chain's region gives the bits of ryz_rope_attention
+    followed by the step, and writes the same cache rows."""
+    attn, got, step = _attention_layer(kernel, pos, pos + threads)
+    ref_attn, want, ref_step = _attention_layer(kernel, pos, pos + threads)
+    chain = DecodeChain([(step["in"], step["norm"], step["xq"], step["packed"], step["y"], step["row_scales"],
+                          step["out"], step["epilogue"], attn)], np.zeros(1 << 16, np.uint8))
+    seconds = _native.ffi.new("double[3]")
+    chain.run(pos, EPS, _MIN_ABSMAX, threads, seconds)
+    assert seconds[1] > 0
+    ref_attn(1, pos, 1)
+    _run_separately(kernel, [ref_step])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_chain_attention_step_checks_bounds():
+    kernel = resolve(None).name
+    attn, _, step = _attention_layer(kernel, 0, 0)
+    chain = DecodeChain([(step["in"], step["norm"], step["xq"], step["packed"], step["y"], step["row_scales"],
+                          step["out"], step["epilogue"], attn)], np.zeros(1 << 16, np.uint8))
+    seconds = _native.ffi.new("double[3]")
+    for pos in (1024, 1 << 40, -1):  # past the cache, absurd, negative
+        with pytest.raises(KernelCallError):
+            chain.run(pos, EPS, _MIN_ABSMAX, 2, seconds)
+    attn.decode_struct().qkv_len = 10  # a qkv buffer too short for one row
+    with pytest.raises(KernelCallError):
+        chain.run(0, EPS, _MIN_ABSMAX, 2, seconds)

@@ -95,6 +95,17 @@ class RopeAttention:
         self._mid = (_fptr(cos), _fptr(sin), cos.size, _wptr(k_cache, "float"), k_cache.size,
                      _wptr(v_cache, "float"), v_cache.size, maxc, heads, kvh, d, _wptr(out, "float"), out.size)
         self._fn = _native.lib().ryz_rope_attention
+        self._struct = None
+
+    def decode_struct(self):
+        """The same binding as a ``ryz_decode_attn *`` for a decode chain (one row per call)."""
+        if self._struct is None:
+            (cos, sin, table_len, k, k_len, v, v_len, maxc, heads, kvh, d, out, out_len) = self._mid
+            self._struct = _native.ffi.new("ryz_decode_attn *", {
+                "qkv": self._pre[0], "qkv_len": self._pre[1], "cos": cos, "sin": sin, "table_len": table_len,
+                "k_cache": k, "k_len": k_len, "v_cache": v, "v_len": v_len, "max_context": maxc, "heads": heads,
+                "kv_heads": kvh, "head_dim": d, "out": out, "out_len": out_len})
+        return self._struct
 
     def __call__(self, T: int, p0: int, threads: int) -> None:
         """Rows [0, T) at positions p0 .. p0+T-1 (C checks the bounds again)."""

@@ -217,13 +217,16 @@ def gemm(
 
 
 class DecodeChain:
-    """Steps "RMSNorm -> int8 -> ternary GEMV -> epilogue" that one ``ryz_decode_steps`` call
-    runs in a single OpenMP region (kernels_c/decode_steps.c).  Built once: every step reads
-    and writes preallocated buffers, so a call allocates nothing.
+    """Steps "(attention ->) RMSNorm -> int8 -> ternary GEMV -> epilogue" that one
+    ``ryz_decode_steps`` call runs in a single OpenMP region (kernels_c/decode_steps.c): a whole
+    decode token.  Built once: every step reads and writes preallocated buffers, so a call
+    allocates nothing in Python.
 
     ``steps``: tuples ``(in float32 (K,), norm float32 (K,), xq int8 (K,), packed, y int32 (M,),
-    row_scales float32 (M,), out float32, epilogue)`` with epilogue "store", "accumulate" or
-    "sqrelu_gate" (``RYZ_EPI_*``).  ``ws`` serves every step (:func:`workspace_bytes`)."""
+    row_scales float32 (M,), out float32, epilogue[, attention])`` with epilogue "store",
+    "accumulate" or "sqrelu_gate" (``RYZ_EPI_*``) and ``attention`` None or a
+    :class:`~ryzlab.core.layer_ops.RopeAttention` run (one row, at the call's position) before
+    the step.  ``ws`` serves every step (:func:`workspace_bytes`)."""
 
     _FIELDS = {"in": "float", "norm": "float", "xq": "signed char", "y": "int", "row_scales": "float", "out": "float"}
 
@@ -234,7 +237,9 @@ class DecodeChain:
         self.count = len(steps)
         self.c = ffi.new("ryz_decode_step[]", self.count)
         self._keep = [ws]
-        for c, (x, norm, xq, packed, y, row_scales, out, epilogue) in zip(self.c, steps):
+        for c, step in zip(self.c, steps):
+            x, norm, xq, packed, y, row_scales, out, epilogue = step[:8]
+            attention = step[8] if len(step) > 8 else None
             arrays = {"in": x, "norm": norm, "xq": xq, "y": y, "row_scales": row_scales, "out": out}
             for field, a in arrays.items():
                 setattr(c, field, _native.ptr(a, self._FIELDS[field]))
@@ -245,10 +250,14 @@ class DecodeChain:
             c.M, c.K = packed.M, packed.K
             c.ws, c.ws_bytes = _native.ptr(ws, "unsigned char"), ws.nbytes
             c.epilogue = epilogues[epilogue]
+            if attention is not None:
+                c.attn = attention.decode_struct()
+                self._keep.append(attention)
             self._keep.append(packed)
 
-    def run(self, eps: float, min_absmax: float, threads: int, seconds) -> None:
-        """Run the steps; ``seconds[0]`` += time in the GEMVs, ``seconds[1]`` += the rest."""
-        rc = _native.lib().ryz_decode_steps(self.c, self.count, eps, min_absmax, threads, seconds)
+    def run(self, pos: int, eps: float, min_absmax: float, threads: int, seconds) -> None:
+        """Run the steps, attention at position ``pos``; ``seconds`` (a cffi ``double[3]``):
+        [0] += time in the GEMVs, [1] += time in attention, [2] += the rest."""
+        rc = _native.lib().ryz_decode_steps(self.c, self.count, pos, eps, min_absmax, threads, seconds)
         if rc < 0:
             _native.check(rc, "decode steps")

@@ -11,7 +11,8 @@ Tables:
 * ``beyond_decode``: full decode of the model per (kernel, head) (:func:`measure.decode.
   measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
   (2-bit, int8 head: today's default) and the smallest one alternate token by token, so their
-  ratio ``vs_default`` is a median of per-round ratios.
+  speed ratio ``vs_default`` (the default's step time ÷ the smallest's, > 1 when the smallest is
+  faster) is a median of per-round ratios.
 * ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
   head_agreement`): top-1 agreement and KL divergence over decode steps.
 """

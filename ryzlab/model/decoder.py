@@ -27,9 +27,9 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   gate and RoPE are C steps (``kernels_c/decode_ops.c``) in the same float32 operation order
   as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is
   accumulated differently (double in C), which can move an int8 activation by one, rarely.
-  Everything between two attentions (o, gate|up, down and the next layer's qkv, with their
-  norms and epilogues) is one C call that keeps its OpenMP threads in one parallel region
-  (``kernels_c/decode_steps.c``): 31 calls per 2B-4T token instead of 120 GEMV calls.
+  All the layers of a token (each layer's qkv, attention, o, gate|up and down, with their
+  norms and epilogues) are one C call that keeps its OpenMP threads in one parallel region
+  (``kernels_c/decode_steps.c``): one call per token, then the head's.
 * RoPE, rotate-half (GPT-NeoX / Hugging Face Llama) convention: the head vector is split in
   halves ``x1 = x[:d/2]``, ``x2 = x[d/2:]``; with ``f_i = theta ** (-2i/d)`` and angle
   ``a_i = pos * f_i``: ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``.  (Not the
@@ -38,9 +38,9 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
 * Attention: scores = q.k / sqrt(d), softmax in float32 (max subtracted), grouped-query:
   query head ``h`` reads KV head ``h // (heads / kv_heads)``.  The cache holds post-RoPE keys,
   as float32 (layers, kv_heads, max_context, head_dim) arrays allocated once.  RoPE, the cache
-  write and attention are one C call per layer (``ryz_rope_attention``, kernels_c/attention.c),
-  parallel over KV heads and positions on the step's threads; its results do not depend on the
-  thread count.
+  write and attention (kernels_c/attention.c) run inside the token's region in decode, and as
+  one ``ryz_rope_attention`` call per layer in prefill, parallel over KV heads and positions;
+  the results do not depend on the thread count.
 * Prefill (:meth:`Model.prefill`): the same layer as GEMMs over the prompt's T tokens (one
   :class:`PreparedGemm` per matrix shape, prepared once per T), the float steps row-batched in
   C (each row computed by the decode step's own functions), causal attention over the prompt;
@@ -54,12 +54,12 @@ ReLU, tied embeddings) at their published shapes: they are decode *shapes*, not 
 of those checkpoints' exact layers.
 
 Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categories:
-``ternary_gemv`` (the GEMVs only, timed inside the C chains from the barrier that starts
-each to the one that ends it), ``attention`` (RoPE, the cache write, scores, softmax and
-weighted sum: the ``ryz_rope_attention`` calls), ``lm_head`` (the final norm and the head: quantisation, GEMV and logit scaling
-for the int8 head) and ``other`` (norms, quantisation, RoPE, residuals, embedding, scale
-application and Python overhead; computed as
-the step's wall time minus the other three, so the four add up to the step time).
+``ternary_gemv`` (the GEMVs with their row-wise dequantisation, timed inside the C call from
+the barrier that starts each to the one that ends it), ``attention`` (RoPE, the cache write,
+scores, softmax and weighted sum, timed inside the same call), ``lm_head`` (the final norm
+and the head: quantisation, GEMV and logit scaling) and ``other`` (norms, quantisation, the
+gates, barriers, the embedding row and Python overhead; the step's wall time minus the other
+three, so the four add up to the step time).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class Model:
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
         self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
-        self._seconds = _native.ffi.new("double[2]")
+        self._seconds = _native.ffi.new("double[3]")
 
         self.layers = []
         for layer in range(cfg.layers):
@@ -188,31 +188,25 @@ class Model:
                 L[name] = _Linear(packed, _row_scales(cfg, name, wscales))
             L.update(source.layer_norms(layer))
             self.layers.append(L)
-        # What runs between two attentions, as one C call each: layer 0's qkv; then per layer
-        # its o, gate|up and down and the next layer's qkv.
-        def step(x, norm, xq, lin, out, epilogue):
-            return (x, norm, xq, lin.packed, lin.y, lin.row_scales, out, epilogue)
-
-        def qkv(L):
-            return step(self._h, L["attn_norm"], self._xh, L["qkv"], self._qkv, "store")
-
-        def after_attention(L):
-            return [step(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, "accumulate"),
-                    step(self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, "sqrelu_gate"),
-                    step(self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, "accumulate")]
-
-        chains = [[qkv(self.layers[0])]]
-        chains += [after_attention(L) + ([qkv(nxt)] if nxt else [])
-                   for L, nxt in zip(self.layers, self.layers[1:] + [None])]
-        self._chains = [DecodeChain(c, self._ws) for c in chains]
         self.final_norm = source.final_norm()
-
         shape = (cfg.layers, cfg.kv_heads, max_context, cfg.head_dim)
         self.k_cache = np.zeros(shape, dtype=np.float32)
         self.v_cache = np.zeros(shape, dtype=np.float32)
         self.cos, self.sin = rope_tables(cfg, max_context)
-        self._attention = [RopeAttention(self._qkv, self.k_cache[li], self.v_cache[li], self.cos, self.sin, self._a,
-                                         cfg.heads) for li in range(cfg.layers)]
+        attention = [RopeAttention(self._qkv, self.k_cache[li], self.v_cache[li], self.cos, self.sin, self._a,
+                                   cfg.heads) for li in range(cfg.layers)]
+
+        # A token as one C call: per layer qkv, attention + o, gate|up, down.
+        def step(x, norm, xq, lin, out, epilogue, attn=None):
+            return (x, norm, xq, lin.packed, lin.y, lin.row_scales, out, epilogue, attn)
+
+        steps = []
+        for L, attn in zip(self.layers, attention):
+            steps += [step(self._h, L["attn_norm"], self._xh, L["qkv"], self._qkv, "store"),
+                      step(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, "accumulate", attn),
+                      step(self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, "sqrelu_gate"),
+                      step(self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, "accumulate")]
+        self._token = DecodeChain(steps, self._ws)
         self._prefill_state = None  # (T, threads) and the buffers of the last prefill
         self.prefill_timings = dict.fromkeys(PREFILL_CATEGORIES, 0.0)
         self.generation_s = time.perf_counter() - t0
@@ -292,24 +286,14 @@ class Model:
             raise RyzlabError(f"context is full: position {pos} = max_context {self.max_context}; "
                               "call reset() or generate the model with a larger max_context")
         perf = time.perf_counter
-        t_attn = 0.0
-        eps = cfg.norm_eps
         seconds = self._seconds
-        seconds[0] = seconds[1] = 0.0
-        chains, attention = self._chains, self._attention
-
+        seconds[0] = seconds[1] = seconds[2] = 0.0
         self._h[:] = self._embedding_row(token)
-        chains[0].run(eps, MIN_ABSMAX, threads, seconds)  # layer 0's qkv
-        for li in range(cfg.layers):
-            t = perf()
-            attention[li](1, pos, threads)  # RoPE, cache write, attention: one C call
-            t_attn += perf() - t
-            # o (+ residual), gate|up, squared-ReLU gate, down (+ residual), next layer's qkv
-            chains[li + 1].run(eps, MIN_ABSMAX, threads, seconds)
-        t_gemv = seconds[0]
+        self._token.run(pos, cfg.norm_eps, MIN_ABSMAX, threads, seconds)
+        t_gemv, t_attn = seconds[0], seconds[1]
 
         t = perf()
-        logits = self.head.logits(self._h, self.final_norm, eps, threads)
+        logits = self.head.logits(self._h, self.final_norm, cfg.norm_eps, threads)
         t_head = perf() - t
 
         self.pos = pos + 1

@@ -21,6 +21,11 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Positions ahead that the K and V rows are prefetched. */
+#ifndef RYZ_KV_AHEAD
+#define RYZ_KV_AHEAD 16
+#endif
+
 ALWAYS_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
 /* Lane i of the result: the sum of v[i]'s 16 lanes. */
@@ -61,11 +66,24 @@ ALWAYS_INLINE void scores_tile(const int NI, const int NP, const float *q, const
         for (int j = 0; j < np; j++) s[i * ss + p + j] = out[i * NP + j];
 }
 
+/* Prefetch floats [c0, c1) of rows p0 .. p1-1 (stride d) into L1: the K and V streams are
+ * read in short chunks split between threads, too short for the hardware prefetchers to ramp up
+ * (decode read the KV cache at 10-14 GB/s without this). */
+ALWAYS_INLINE void prefetch_rows(const float *X, int64_t d, int64_t p0, int64_t p1, int64_t c0, int64_t c1) {
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(X + p * d + c), _MM_HINT_T0);
+}
+
 ALWAYS_INLINE void scores_heads(const int NI, const int NP, const float *q, int64_t g, const float *K, int64_t d,
                                 int64_t p0, int64_t p1, float scale, float *s, int64_t ss) {
     for (int64_t i = 0; i < g; i += NI)
-        for (int64_t p = p0; p < p1; p += NP)
+        for (int64_t p = p0; p < p1; p += NP) {
+            if (i == 0) {
+                const int64_t a = p + RYZ_KV_AHEAD, b = a + NP < p1 ? a + NP : p1;
+                prefetch_rows(K, d, a, b, 0, d);
+            }
             scores_tile(NI, NP, q + i * d, K, d, p, p1 - p < NP ? p1 - p : NP, scale, s + i * ss, ss);
+        }
 }
 
 static void scores(const float *q, int64_t g, const float *K, int64_t d, int64_t p0, int64_t p1, float scale,
@@ -124,6 +142,7 @@ ALWAYS_INLINE void wsum_tile(const int NH, const int NC, float *o, int64_t d, co
         for (int k = 0; k < NC; k++)
             acc[i * NC + k] = _mm512_maskz_loadu_ps(k == NC - 1 ? last : 0xFFFF, o + i * d + c + 16 * k);
     for (int64_t p = p0; p < p1; p++) {
+        if (p + RYZ_KV_AHEAD < p1) prefetch_rows(V, d, p + RYZ_KV_AHEAD, p + RYZ_KV_AHEAD + 1, c, c + 16 * NC);
         const float *v = V + p * d + c;
         __m512 vv[16];
         for (int k = 0; k < NC; k++) vv[k] = _mm512_maskz_loadu_ps(k == NC - 1 ? last : 0xFFFF, v + 16 * k);

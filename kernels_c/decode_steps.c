@@ -5,13 +5,11 @@
  * fork/joins and a dozen interpreter round trips, and DRAM idles through each of them.  Here
  * the threads stay in one region for a whole token (the model passes every layer's qkv,
  * attention, o, gate|up and down): thread 0 normalises, quantises and preps the activations;
- * every thread streams its contiguous block of row tiles, in chunks of RYZ_CHUNK_BYTES claimed
- * from a per-block counter, and dequantises each chunk's rows (the gate, whose halves come
- * from different threads, is left to thread 0); a thread done with its block takes chunks
- * from the others' (on a shared host one vCPU is often slower: with static blocks the other
- * waited 1.1 ms of a 2B-4T token at 2 bits and 2.3 ms at 1.6 bits); and before each barrier a
- * thread prefetches the head of its block of the next matrix, so that DRAM keeps working
- * while thread 0 runs the gate and the next norm.  A layer's attention runs in the same
+ * every thread streams its contiguous block of row tiles in chunks of RYZ_CHUNK_BYTES, then
+ * takes over what is left of the others' (ryz_claim, internal.h), and dequantises each
+ * chunk's rows (the gate, whose halves come from different threads, is left to thread 0);
+ * and before each barrier a thread prefetches the head of its block of the next matrix, so
+ * that DRAM keeps working while thread 0 runs the gate and the next norm.  A layer's attention runs in the same
  * region (attention.c: thread 0 alone at short contexts, every thread beyond).
  *
  * Timing, by thread 0: the GEMV time (seconds[0]) is barrier to barrier, the row-wise
@@ -57,13 +55,6 @@ static void free_plans(plan *p, int count) {
     free(p);
 }
 
-/* A thread's next row tile, on its own cache line: the owner advances it chunk by chunk, a
- * thread done with its own block takes chunks from the others' (same counter). */
-typedef struct counter {
-    int64_t next;
-    char pad[64 - sizeof(int64_t)];
-} counter;
-
 /* Row tiles [t0, t1) of step s and their row-wise dequantisation (not the gate: its halves
  * may come from different threads). */
 static void run_tiles(const ryz_decode_step *s, const plan *p, int64_t t0, int64_t t1) {
@@ -74,14 +65,8 @@ static void run_tiles(const ryz_decode_step *s, const plan *p, int64_t t0, int64
     }
 }
 
-/* Claim chunks of tiles from c until the block [., end) is done. */
-static void drain(const ryz_decode_step *s, const plan *p, counter *c, int64_t end, int64_t chunk) {
-    for (int64_t t0; (t0 = __atomic_fetch_add(&c->next, chunk, __ATOMIC_RELAXED)) < end;)
-        run_tiles(s, p, t0, t0 + chunk < end ? t0 + chunk : end);
-}
-
 static void run_chain(const ryz_decode_step *steps, plan *p, int count, double eps, double min_absmax,
-                      int threads, counter *ctr, double *gemv, double *attention) {
+                      int threads, ryz_counter *ctr, double *gemv, double *attention) {
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -93,7 +78,7 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, double e
             chunk = chunk > 0 ? chunk : 1;
             double t0 = 0.0;
             if (i == 0) ryz_prefetch_block_head(pi->k, &pi->a, tiles * t / T, tiles * (t + 1) / T);
-            ctr[t].next = tiles * t / T;  /* nobody reads it before the barrier below */
+            ryz_claim_start(ctr, t, T, tiles);  /* nobody reads it before the barrier below */
             if (pi->attn) {
                 const double a0 = t == 0 ? ryz_now_seconds() : 0.0;
                 ryz_decode_attn_team(pi->attn, s->attn);
@@ -105,11 +90,8 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, double e
             }
             #pragma omp barrier
             if (t == 0) t0 = ryz_now_seconds();
-            /* own block first (contiguous: the prefetchers stay ahead), then the others' tails */
-            for (int j = 0; j < T; j++) {
-                const int v = (t + j) % T;
-                drain(s, pi, &ctr[v], tiles * (v + 1) / T, chunk);
-            }
+            int64_t a0, a1;
+            for (int v = 0; ryz_claim(ctr, t, T, tiles, chunk, &v, &a0, &a1);) run_tiles(s, pi, a0, a1);
             if (i + 1 < count) {
                 const int64_t n = ryz_row_tiles(p[i + 1].k, &p[i + 1].a);
                 ryz_prefetch_block_head(p[i + 1].k, &p[i + 1].a, n * t / T, n * (t + 1) / T);
@@ -139,7 +121,7 @@ int ryz_decode_steps(const ryz_decode_step *steps, int count, long long pos, dou
             return rc;
         }
     }
-    counter *ctr = aligned_alloc(64, (size_t)threads * sizeof *ctr);
+    ryz_counter *ctr = ryz_counters_new(threads);
     if (!ctr) {
         free_plans(p, count);
         return RYZ_ENOMEM;

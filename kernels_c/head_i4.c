@@ -198,7 +198,8 @@ static int has_vnni(void) {
 
 const char *ryz_head4_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
 
-/* Rows are split into contiguous blocks of tiles, one per thread: one stream per thread. */
+/* Tiles in contiguous blocks, one per thread (one stream each), claimed in chunks of 64 tiles
+ * (ryz_claim). */
 int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K, int group,
                    const signed char *x, long long x_len, float *y, long long y_len,
                    unsigned char *ws, long long ws_bytes, int threads) {
@@ -220,18 +221,22 @@ int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long lon
     }
     void (*run)(const uint8_t *, int64_t, int64_t, int, const int8_t *, const int32_t *, int64_t, int64_t, float *) =
         has_vnni() ? ryz_head4_tiles_avx512vnni : tiles_scalar;
+    ryz_counter *ctr = ryz_counters_new(threads);
+    if (!ctr) return RYZ_ENOMEM;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t b0 = tiles * t / nt, b1 = tiles * (t + 1) / nt;
         enum { BATCH = 64 };  /* tiles per call; results go through a small local buffer */
         float buf[BATCH * T];
-        for (int64_t b = b0; b < b1; b += BATCH) {
-            const int64_t e = b + BATCH < b1 ? b + BATCH : b1;
+        ryz_claim_start(ctr, t, nt, tiles);
+        #pragma omp barrier
+        int64_t b, e;
+        for (int v = 0; ryz_claim(ctr, t, nt, tiles, BATCH, &v, &b, &e);) {
             run(packed, tb, Kp, G, xp, xs8, b, e, buf);
             const int64_t m_end = e * T < M ? e * T : M;
             memcpy(y + b * T, buf, (size_t)(m_end - b * T) * sizeof(float));
         }
     }
+    free(ctr);
     return RYZ_OK;
 }

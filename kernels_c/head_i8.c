@@ -76,7 +76,7 @@ static int has_vnni(void) {
 
 const char *ryz_head_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
 
-/* Rows are split into contiguous blocks, one per thread. */
+/* Row tiles in contiguous blocks, one per thread, claimed in chunks of 64 tiles (ryz_claim). */
 int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K,
                   const signed char *x, long long x_bytes, int *y, long long y_bytes,
                   unsigned char *ws, long long ws_bytes, int threads) {
@@ -93,13 +93,17 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
     void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *) =
         has_vnni() ? ryz_head_rows_avx512vnni : rows_scalar;
     const int64_t tiles = Mp / ROWS;
+    ryz_counter *ctr = ryz_counters_new(threads);
+    if (!ctr) return RYZ_ENOMEM;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        int64_t m0 = tiles * t / T * ROWS, m1 = tiles * (t + 1) / T * ROWS;
         int32_t dots[ROWS * 64];
-        for (int64_t b = m0; b < m1; b += ROWS * 64) {
-            int64_t e = b + ROWS * 64 < m1 ? b + ROWS * 64 : m1;
+        ryz_claim_start(ctr, t, T, tiles);
+        #pragma omp barrier
+        int64_t t0, t1;
+        for (int v = 0; ryz_claim(ctr, t, T, tiles, 64, &v, &t0, &t1);) {
+            const int64_t b = t0 * ROWS, e = t1 * ROWS;
             rows(packed, Kp, u, b, e, dots);
             for (int64_t m = b; m < e && m < M; m++) {
                 int32_t s;
@@ -108,5 +112,6 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
             }
         }
     }
+    free(ctr);
     return RYZ_OK;
 }

@@ -10,6 +10,7 @@ import pytest
 import ryzlab
 from ryzlab import reference
 from ryzlab.core import legacy
+from ryzlab.core.kernels import info
 from ryzlab.lab import exp_decode, exp_machine, exp_peers, exp_simd, exp_threads, exp_tmac
 from ryzlab.measure import harness
 
@@ -203,6 +204,22 @@ def test_ratios_prefer_per_round_medians():
                        "threads": [1, 1, 1, 1], "tok_s": [10.0, 40.0, 5.0, 4.0]})
     r = exp_peers.ratios(df, {("TQ2_0", 1): 1.5})
     assert list(r["ryzlab_over_peer"]) == [1.5, 10.0]
+
+
+def test_decode_rounds_per_configuration(monkeypatch, small_llc):
+    """Every ryzlab (kernel, head) gets its own rows (without llama.cpp: no GGUF), and the
+    first one is what ratios() compares with."""
+    monkeypatch.setattr(exp_peers, "SETTLE_S", 0.0)
+    t5 = next(k for k in ryzlab.kernels() if info(k).bits_per_weight < 2)
+    rows, per_round = exp_peers.decode_rounds("tiny", {}, [1], 2, 0, configs=[(None, "int8"), (t5, "int4")])
+    assert per_round == {}
+    assert list(rows["variant"].unique()) == [ryzlab.kernels()[0], f"{t5} + int4 head"]
+    assert list(rows["head"].unique()) == ["int8", "int4"]
+    full = rows[rows["scope"] == "full decode"].set_index("variant")["bytes_per_token"]
+    assert full.iloc[1] < full.iloc[0]
+    both = pd.concat([rows, pd.DataFrame({"system": ["llama.cpp"], "variant": ["TQ2_0"], "scope": ["full decode"],
+                                          "threads": [1], "tok_s": [1.0]})], ignore_index=True)
+    assert exp_peers.ratios(both, {})["ryzlab_over_peer"].iloc[0] == rows["tok_s"].iloc[0]
 
 
 def test_settled_steps_interleave_in_rotation(monkeypatch):

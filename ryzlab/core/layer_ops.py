@@ -4,7 +4,8 @@ kernels_c/rows_ops.c), validated before any pointer reaches C.
 * :func:`attention`: causal grouped-query attention over a float32 KV cache, for one query
   position (decode) or T of them (prefill); :func:`attention_isa` says which code path runs.
 * :class:`RopeAttention`: RoPE + KV-cache write + attention of one layer in one C call, bound
-  once to the model's buffers (a decode step calls it every layer).
+  once to the model's buffers (prefill calls it every layer; decode hands its
+  :meth:`~RopeAttention.decode_struct` to the token's :class:`~ryzlab.core.ops.DecodeChain`).
 * :func:`rmsnorm_quant_rows`, :func:`dequant_rows`: the decode step's RMSNorm + int8 and
   dequantising epilogues over many tokens, each row exactly as a decode step computes it.
 """

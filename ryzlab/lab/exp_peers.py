@@ -1,6 +1,6 @@
 """Notebook 05 (peers): ryzlab against llama.cpp (decode steps in alternation) and numpy float32.
 
-Rows of the ``peers`` table: ``system``, ``variant``, ``scope`` ("full decode" or "ternary
+Rows of the ``peers`` table: ``system``, ``variant``, ``head`` (the LM head's type), ``scope`` ("full decode" or "ternary
 GEMVs only"), ``threads``, ``tok_s`` (tokens per second), ``ms_per_token`` (median),
 ``spread`` (IQR / median of the step times), ``bytes_per_token``, ``read_gbps`` (GB/s, ryzlab
 rows only) and ``pct_of_roofline`` (%, ryzlab rows only).
@@ -70,51 +70,58 @@ def write_ggufs(cfg: Config, qtypes: Sequence[str], directory: str | Path, seed:
 
 
 def decode_rounds(model: str, ggufs: dict[str, Path], thread_list: Sequence[int], tokens: int,
-                  seed: int) -> tuple[pd.DataFrame, dict[tuple[str, int], float]]:
-    """ryzlab (dispatched kernel) and each llama.cpp GGUF decoding one token per round, in
-    rotating order (:func:`harness.interleave`), ``decode.DEFAULT_WARMUP`` rounds untimed.
+                  seed: int, configs: Sequence[tuple[str | None, str]] = ((None, "int8"),),
+                  ) -> tuple[pd.DataFrame, dict[tuple[str, int], float]]:
+    """ryzlab (each (kernel, head) of ``configs``; kernel None: the dispatched one) and each
+    llama.cpp GGUF decoding one token per round, in rotating order (:func:`harness.interleave`),
+    ``decode.DEFAULT_WARMUP`` rounds untimed.
 
-    Returns the ``peers`` rows (ryzlab full decode and its ternary GEMVs alone against the DRAM
-    read bandwidth sampled before and after the rounds; each llama.cpp type), and per
-    (llama.cpp type, threads) the median over rounds of llama.cpp step time / ryzlab step time.
+    Returns the ``peers`` rows (per ryzlab configuration its full decode and its ternary GEMVs
+    alone against the DRAM read bandwidth sampled before and after the rounds; each llama.cpp
+    type), and per (llama.cpp type, threads) the median over rounds of llama.cpp step time /
+    the first ryzlab configuration's step time.
     """
     warmup = decode.DEFAULT_WARMUP
-    m = Model.generate(model, seed=seed, max_context=warmup + tokens + 1)
-    b = m.bytes_per_token()
+    models = {}
+    for kernel, head in configs:
+        m = Model.generate(model, seed=seed, kernel=kernel, head=head, max_context=warmup + tokens + 1)
+        models[m.kernel if head == "int8" else f"{m.kernel} + {head} head"] = m
+    first = next(iter(models))
     rows, per_round = [], {}
     for t in thread_list:
-        ours = _RyzlabSteps(m, t, seed)
+        ours = {v: _RyzlabSteps(m, t, seed) for v, m in models.items()}
         decoders = {q: peers.LlamaDecoder(p, t) for q, p in ggufs.items()}
         probe = harness.ReadBench(t)
         bw = [probe.sample() for _ in range(3)]
-        per = harness.interleave({"ryzlab": _Settled(ours), **{q: _Settled(d.step) for q, d in decoders.items()}},
-                                 warmup + tokens)
+        per = harness.interleave({**{v: _Settled(o) for v, o in ours.items()},
+                                  **{q: _Settled(d.step) for q, d in decoders.items()}}, warmup + tokens)
         bw += [probe.sample() for _ in range(3)]
         for d in decoders.values():
             d.close()
         read_gbps = probe.summary(bw)["gbps"]
         per = {k: v[warmup:] for k, v in per.items()}
-        gemv_s = float(np.median(ours.gemv_s[warmup:]))
         for k, v in per.items():
             med = float(np.median(v))
-            if k == "ryzlab":
-                rows.append({"system": "ryzlab", "variant": m.kernel, "scope": "full decode", "threads": t,
+            if k in models:
+                b, head = models[k].bytes_per_token(), models[k].head.kind
+                gemv_s = float(np.median(ours[k].gemv_s[warmup:]))
+                rows.append({"system": "ryzlab", "variant": k, "head": head, "scope": "full decode", "threads": t,
                              "tok_s": 1 / med, "ms_per_token": 1e3 * med, "spread": stats.spread(v),
                              "bytes_per_token": b["total"], "read_gbps": read_gbps,
                              "pct_of_roofline": 100 * (b["total"] / med / 1e9) / read_gbps})
-                rows.append({"system": "ryzlab", "variant": m.kernel, "scope": "ternary GEMVs only", "threads": t,
-                             "tok_s": 1 / gemv_s, "ms_per_token": 1e3 * gemv_s, "spread": np.nan,
+                rows.append({"system": "ryzlab", "variant": k, "head": head, "scope": "ternary GEMVs only",
+                             "threads": t, "tok_s": 1 / gemv_s, "ms_per_token": 1e3 * gemv_s, "spread": np.nan,
                              "bytes_per_token": b["ternary"], "read_gbps": read_gbps,
                              "pct_of_roofline": 100 * (b["ternary"] / gemv_s / 1e9) / read_gbps})
             else:
-                rows.append({"system": "llama.cpp", "variant": k, "scope": "full decode", "threads": t,
-                             "tok_s": 1 / med, "ms_per_token": 1e3 * med, "spread": stats.spread(v),
+                rows.append({"system": "llama.cpp", "variant": k, "head": "Q8_0", "scope": "full decode",
+                             "threads": t, "tok_s": 1 / med, "ms_per_token": 1e3 * med, "spread": stats.spread(v),
                              "bytes_per_token": ggufs[k].stat().st_size, "read_gbps": np.nan,
                              "pct_of_roofline": np.nan})
-                per_round[(k, t)] = harness.median_ratio(v, per["ryzlab"])
+                per_round[(k, t)] = harness.median_ratio(v, per[first])
         print(f"{t} thread(s): " + ", ".join(f"{k} {1 / np.median(v):.1f} tok/s" for k, v in per.items())
               + f"; read bandwidth {read_gbps:.1f} GB/s")
-    del m
+    del models, ours
     gc.collect()
     return pd.DataFrame(rows), per_round
 
@@ -149,10 +156,11 @@ def numpy_gemv(cfg: Config, thread_list: Sequence[int], seed: int) -> pd.DataFra
 
 
 def ratios(df: pd.DataFrame, per_round: dict[tuple[str, int], float]) -> pd.DataFrame:
-    """The peer rows of ``df`` with ``ryzlab_over_peer`` (ryzlab tok/s / peer tok/s, same scope and
-    threads): the median of per-round ratios where the peer was interleaved (llama.cpp), else
+    """The peer rows of ``df`` with ``ryzlab_over_peer`` (the first ryzlab configuration's tok/s /
+    peer tok/s, same scope and threads): the median of per-round ratios where the peer was interleaved (llama.cpp), else
     the ratio of the medians (numpy, timed apart)."""
-    ours = df[df["system"] == "ryzlab"].set_index(["scope", "threads"])["tok_s"]
+    ryz = df[df["system"] == "ryzlab"]
+    ours = ryz[ryz["variant"] == ryz["variant"].iloc[0]].set_index(["scope", "threads"])["tok_s"]
     return df[df["system"] != "ryzlab"].assign(
         ryzlab_over_peer=lambda f: [per_round.get((var, t), ours[(s, t)] / v)
                                     for var, s, t, v in zip(f["variant"], f["scope"], f["threads"], f["tok_s"])])

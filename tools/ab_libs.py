@@ -1,0 +1,66 @@
+"""A/B builds of libryzlab.so in one process: a decode token's C call, alternating.
+
+    make build LIBDIR=/tmp/a OBJDIR=/tmp/a/obj EXTRA_CFLAGS=-DRYZ_CHUNK_BYTES=16384
+    make build LIBDIR=/tmp/b OBJDIR=/tmp/b/obj
+    .venv/bin/python tools/ab_libs.py /tmp/a/libryzlab.so /tmp/b/libryzlab.so --kernel mad_t5_avx512vnni
+
+Generates the model once (random weights, the package's own library), then times
+``ryz_decode_steps`` over all its layers (ternary GEMVs with their norms and epilogues, and
+attention at position ``--pos``; no LM head) through each library in turn, the order reversed
+every other round.  Prints each library's median seconds, the median over rounds of (first
+library's time / this one's), and the ternary bytes per second.  Same-process alternation
+cancels most of a shared host's drift, which separate runs do not (the read bandwidth of this
+project's VMs moves by 30 % within minutes).  Every library must have the ABI of the package's
+``ryzlab.h`` (a build of the same tree with other -D knobs, or of a commit with the same
+header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from ryzlab.core import native
+from ryzlab.model import Model
+from ryzlab.model.ops import MIN_ABSMAX
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("libs", nargs="+", help="paths of libryzlab.so builds (the first is the reference)")
+    ap.add_argument("--model", default="bitnet-2b-4t")
+    ap.add_argument("--kernel", default=None, help="kernel name (default: dispatch's choice)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pos", type=int, default=10, help="KV position the attention runs at")
+    ap.add_argument("--rounds", type=int, default=60)
+    args = ap.parse_args()
+
+    m = Model.generate(args.model, seed=0, kernel=args.kernel, max_context=args.pos + 4)
+    for _ in range(args.pos + 1):
+        m.step(1, args.threads)  # fills the cache up to pos
+    libs = [native.ffi.dlopen(p) for p in args.libs]
+    chain, seconds = m._token, native.ffi.new("double[3]")
+    times: list[list[float]] = [[] for _ in libs]
+    for r in range(args.rounds):
+        order = list(range(len(libs))) if r % 2 == 0 else list(reversed(range(len(libs))))
+        for i in order:
+            t = time.perf_counter()
+            rc = libs[i].ryz_decode_steps(chain.c, chain.count, args.pos, m.config.norm_eps, MIN_ABSMAX,
+                                          args.threads, seconds)
+            times[i].append(time.perf_counter() - t)
+            native.check(rc, f"decode steps through {args.libs[i]}")
+    print(f"{args.model}, kernel {m.kernel}, {args.threads} thread(s), attention at position {args.pos}, "
+          f"{args.rounds} alternating rounds")
+    ref = np.array(times[0])
+    for path, t in zip(args.libs, times):
+        t = np.array(t)
+        print(f"{path:40s} median {1e3 * np.median(t):7.2f} ms   first/this {np.median(ref / t):.3f}   "
+              f"{m.ternary_bytes / np.median(t) / 1e9:5.1f} GB/s of ternary weights")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

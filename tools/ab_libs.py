@@ -1,14 +1,15 @@
-"""A/B builds of libryzlab.so in one process: a decode token's C call, alternating.
+"""A/B builds of libryzlab.so in one process: a decode token's C calls, alternating.
 
     make build LIBDIR=/tmp/a OBJDIR=/tmp/a/obj EXTRA_CFLAGS=-DRYZ_CHUNK_BYTES=16384
     make build LIBDIR=/tmp/b OBJDIR=/tmp/b/obj
     .venv/bin/python tools/ab_libs.py /tmp/a/libryzlab.so /tmp/b/libryzlab.so --kernel mad_t5_avx512vnni
 
-Generates the model once (random weights, the package's own library), then times
-``ryz_decode_steps`` over all its layers (ternary GEMVs with their norms and epilogues, and
-attention at position ``--pos``; no LM head) through each library in turn, the order reversed
-every other round.  Prints each library's median seconds, the median over rounds of (first
-library's time / this one's), and the ternary bytes per second.  Same-process alternation
+Generates the model once (random weights, the package's own library), then times one part of
+a token through each library in turn, the order reversed every other round: ``--part
+layers``, ``ryz_decode_steps`` over all the layers (ternary GEMVs with their norms and
+epilogues, and attention at position ``--pos``), or ``--part head``, the LM head's GEMV
+(``--head int8`` or ``int4``).  Prints each library's median seconds, the median over rounds of
+(first library's time / this one's), and the part's bytes per second.  Same-process alternation
 cancels most of a shared host's drift, which separate runs do not (the read bandwidth of this
 project's VMs moves by 30 % within minutes).  Every library must have the ABI of the package's
 ``ryzlab.h`` (a build of the same tree with other -D knobs, or of a commit with the same
@@ -35,30 +36,40 @@ def main() -> int:
     ap.add_argument("--kernel", default=None, help="kernel name (default: dispatch's choice)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pos", type=int, default=10, help="KV position the attention runs at")
+    ap.add_argument("--part", choices=["layers", "head"], default="layers")
+    ap.add_argument("--head", choices=["int8", "int4"], default="int8")
     ap.add_argument("--rounds", type=int, default=60)
     args = ap.parse_args()
 
-    m = Model.generate(args.model, seed=0, kernel=args.kernel, max_context=args.pos + 4)
+    m = Model.generate(args.model, seed=0, kernel=args.kernel, head=args.head, max_context=args.pos + 4)
     for _ in range(args.pos + 1):
         m.step(1, args.threads)  # fills the cache up to pos
     libs = [native.ffi.dlopen(p) for p in args.libs]
-    chain, seconds = m._token, native.ffi.new("double[3]")
+    chain, seconds, gemv = m._token, native.ffi.new("double[3]"), m.head._gemv
+    entry = "ryz_head_gemv" if args.head == "int8" else "ryz_head4_gemv"
+
+    def run(lib) -> int:
+        if args.part == "head":
+            return getattr(lib, entry)(*gemv._args, args.threads)
+        return lib.ryz_decode_steps(chain.c, chain.count, args.pos, m.config.norm_eps, MIN_ABSMAX, args.threads,
+                                    seconds)
+
     times: list[list[float]] = [[] for _ in libs]
     for r in range(args.rounds):
         order = list(range(len(libs))) if r % 2 == 0 else list(reversed(range(len(libs))))
         for i in order:
             t = time.perf_counter()
-            rc = libs[i].ryz_decode_steps(chain.c, chain.count, args.pos, m.config.norm_eps, MIN_ABSMAX,
-                                          args.threads, seconds)
+            rc = run(libs[i])
             times[i].append(time.perf_counter() - t)
-            native.check(rc, f"decode steps through {args.libs[i]}")
-    print(f"{args.model}, kernel {m.kernel}, {args.threads} thread(s), attention at position {args.pos}, "
-          f"{args.rounds} alternating rounds")
+            native.check(rc, f"{args.part} through {args.libs[i]}")
+    nbytes = m.bytes_per_token()["ternary" if args.part == "layers" else "head"]
+    print(f"{args.model}, kernel {m.kernel}, {args.head} head, {args.threads} thread(s), part {args.part}"
+          f"{f', attention at position {args.pos}' if args.part == 'layers' else ''}, {args.rounds} alternating rounds")
     ref = np.array(times[0])
     for path, t in zip(args.libs, times):
         t = np.array(t)
         print(f"{path:40s} median {1e3 * np.median(t):7.2f} ms   first/this {np.median(ref / t):.3f}   "
-              f"{m.ternary_bytes / np.median(t) / 1e9:5.1f} GB/s of ternary weights")
+              f"{nbytes / np.median(t) / 1e9:5.1f} GB/s")
     return 0
 
 

@@ -69,13 +69,14 @@ def test_step_matches_reference(kernel, threads, reference_run):
 
 def test_attention_splits_and_threads_agree_exactly():
     """Attention's two work splits (tiny has 2 KV heads: 1 thread takes (position, KV head)
-    items, 2 and 3 threads the phases split) and every thread count give the same bits."""
+    items, 2 and 3 threads the phases split) and every thread count, 64 on this machine's cores
+    included (row tiles claimed by whichever thread gets there), give the same bits."""
     out = []
-    for threads in (1, 2, 3):
+    for threads in (1, 2, 3, 64):
         m = Model.generate("tiny", seed=3, max_context=64)
         out.append(np.stack([m.step(t, threads) for t in (7, 1, 2, 3, 4, 5)]))
-    np.testing.assert_array_equal(out[0], out[1])
-    np.testing.assert_array_equal(out[0], out[2])
+    for other in out[1:]:
+        np.testing.assert_array_equal(out[0], other)
 
 
 def test_generate_tokens_is_greedy_and_matches_reference():

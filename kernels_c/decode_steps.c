@@ -12,9 +12,13 @@
  * that DRAM keeps working while thread 0 runs the gate and the next norm.  A layer's attention runs in the same
  * region (attention.c: thread 0 alone at short contexts, every thread beyond).
  *
+ * The LM head, when given, ends the same region: thread 0 normalises and preps, every thread
+ * claims head rows and writes their float logits.
+ *
  * Timing, by thread 0: the GEMV time (seconds[0]) is barrier to barrier, the row-wise
- * dequantisation included; attention (seconds[1]) from RoPE to the attention output; the rest
- * (seconds[2]) is norms, gates, barriers and the region's start and end. */
+ * dequantisation included; attention (seconds[1]) from RoPE to the attention output; the head
+ * (seconds[2]) from its norm to the region's end; the rest (seconds[3]) is norms, gates,
+ * barriers and the region's start. */
 #include <omp.h>
 #include <stdlib.h>
 
@@ -65,8 +69,10 @@ static void run_tiles(const ryz_decode_step *s, const plan *p, int64_t t0, int64
     }
 }
 
-static void run_chain(const ryz_decode_step *steps, plan *p, int count, double eps, double min_absmax,
-                      int threads, ryz_counter *ctr, double *gemv, double *attention) {
+static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ryz_decode_head *head,
+                      const ryz_head_plan *hp, double eps, double min_absmax, int threads, ryz_counter *ctr,
+                      double *gemv, double *attention, double *head_start) {
+    float head_scale = 0.0f;
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -104,13 +110,40 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, double e
                     ryz_dequant_sqrelu_gate(s->y, s->row_scales, pi->x_scale, s->M / 2, s->out);
             }
         }
+        if (head) {
+            /* the head: its rows claimed like a step's, each thread scaling the logits it computed */
+            ryz_claim_start(ctr, t, T, hp->tiles);
+            if (t == 0) {
+                *head_start = ryz_now_seconds();
+                ryz_rmsnorm_quant(head->in, head->norm, head->K, eps, min_absmax, head->xq, &head_scale);
+                hp->prep(hp, head->xq);
+            }
+            #pragma omp barrier
+            int64_t chunk = RYZ_CHUNK_BYTES / hp->tile_bytes, a0, a1;
+            chunk = chunk > 0 ? chunk : 1;
+            for (int v = 0; ryz_claim(ctr, t, T, hp->tiles, chunk, &v, &a0, &a1);)
+                hp->run(hp, a0, a1, head_scale, head->logits);
+        }
     }
 }
 
-int ryz_decode_steps(const ryz_decode_step *steps, int count, long long pos, double eps, double min_absmax,
-                     int threads, double *seconds) {
+static int plan_head(const ryz_decode_head *h, ryz_head_plan *hp) {
+    if (!h->in || !h->norm) return RYZ_EARG;
+    if (h->in_len < h->K || h->norm_len < h->K) return RYZ_EWS;
+    if (h->kind == RYZ_HEAD_INT8) return ryz_head_plan_int8(h, hp);
+    if (h->kind == RYZ_HEAD_INT4) return ryz_head_plan_int4(h, hp);
+    return RYZ_EARG;
+}
+
+int ryz_decode_steps(const ryz_decode_step *steps, int count, const ryz_decode_head *head, long long pos,
+                     double eps, double min_absmax, int threads, double *seconds) {
     if (!steps || count < 1 || count > MAX_STEPS || threads < 1 || !seconds) return RYZ_EARG;
     if (threads > RYZ_MAX_THREADS) return RYZ_ELIMIT;
+    ryz_head_plan hp = {0};
+    if (head) {
+        int rc = plan_head(head, &hp);
+        if (rc) return rc;
+    }
     plan *p = calloc((size_t)count, sizeof *p);
     if (!p) return RYZ_ENOMEM;
     for (int i = 0; i < count; i++) {
@@ -126,14 +159,15 @@ int ryz_decode_steps(const ryz_decode_step *steps, int count, long long pos, dou
         free_plans(p, count);
         return RYZ_ENOMEM;
     }
-    double gemv = 0.0, attention = 0.0;
+    double gemv = 0.0, attention = 0.0, head_start = 0.0;
     const double start = ryz_now_seconds();
-    run_chain(steps, p, count, eps, min_absmax, threads, ctr, &gemv, &attention);
-    const double total = ryz_now_seconds() - start;
+    run_chain(steps, p, count, head, &hp, eps, min_absmax, threads, ctr, &gemv, &attention, &head_start);
+    const double end = ryz_now_seconds(), head_s = head ? end - head_start : 0.0;
     free(ctr);
     free_plans(p, count);
     seconds[0] += gemv;
     seconds[1] += attention;
-    seconds[2] += total - gemv - attention;
+    seconds[2] += head_s;
+    seconds[3] += end - start - gemv - attention - head_s;
     return RYZ_OK;
 }

@@ -198,6 +198,60 @@ static int has_vnni(void) {
 
 const char *ryz_head4_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
 
+static void prep_i4(const ryz_head_plan *p, const signed char *x) {
+    const int G = p->group;
+    int8_t *xp = (int8_t *)p->scratch;
+    int32_t *xs8 = (int32_t *)(xp + p->Kp);  /* Kp is a multiple of 64: aligned */
+    for (int64_t k = 0; k < p->Kp; k++) xp[k] = k < p->K ? x[k] : 0;
+    for (int64_t g = 0; g < p->Kp / G; g++) {
+        int32_t s = 0;
+        for (int kk = 0; kk < G; kk++) s += xp[g * G + kk];
+        xs8[g] = 8 * s;
+    }
+}
+
+/* Tiles [t0, t1): y[m], or logits[m] = y[m] / x_scale when logits is given. */
+static void rows_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float *y, float *logits, float x_scale) {
+    void (*run)(const uint8_t *, int64_t, int64_t, int, const int8_t *, const int32_t *, int64_t, int64_t, float *) =
+        has_vnni() ? ryz_head4_tiles_avx512vnni : tiles_scalar;
+    const int8_t *xp = (const int8_t *)p->scratch;
+    const int32_t *xs8 = (const int32_t *)(xp + p->Kp);
+    enum { BATCH = 64 };  /* tiles per call; results go through a small local buffer */
+    float buf[BATCH * T];
+    for (int64_t b = t0; b < t1; b += BATCH) {
+        const int64_t e = b + BATCH < t1 ? b + BATCH : t1;
+        run(p->packed, p->tile_bytes, p->Kp, p->group, xp, xs8, b, e, buf);
+        const int64_t m_end = e * T < p->M ? e * T : p->M;
+        if (logits)
+            for (int64_t m = b * T; m < m_end; m++) logits[m] = buf[m - b * T] / x_scale;
+        else
+            memcpy(y + b * T, buf, (size_t)(m_end - b * T) * sizeof(float));
+    }
+}
+
+static void run_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits) {
+    rows_i4(p, t0, t1, 0, logits, x_scale);
+}
+
+static void plan_i4(const unsigned char *packed, long long M, long long K, int G, unsigned char *ws,
+                    ryz_head_plan *p) {
+    p->Kp = kp_of(K, G), p->M = M, p->K = K, p->group = G, p->packed = packed;
+    p->tiles = ryz_round_up(M, T) / T, p->tile_bytes = tile_bytes_of(K, G);
+    p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    p->prep = prep_i4, p->run = run_i4;
+}
+
+int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {
+    int rc = check_shape(h->M, h->K, h->group);
+    if (rc) return rc;
+    if (!h->packed || !h->xq || !h->ws || !h->logits) return RYZ_EARG;
+    if ((rc = check_packed(h->packed, h->packed_bytes, h->M, h->K, h->group))) return rc;
+    if (h->xq_len < h->K || h->ws_bytes < ryz_head4_workspace_bytes(h->K, h->group) || h->logits_len < h->M)
+        return RYZ_EWS;
+    plan_i4(h->packed, h->M, h->K, h->group, h->ws, p);
+    return RYZ_OK;
+}
+
 /* Tiles in contiguous blocks, one per thread (one stream each), claimed in chunks of 64 tiles
  * (ryz_claim). */
 int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K, int group,
@@ -209,33 +263,18 @@ int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long lon
     if (!packed || !x || !y || !ws) return RYZ_EARG;
     if ((rc = check_packed(packed, packed_bytes, M, K, group))) return rc;
     if (x_len < K || y_len < M || ws_bytes < ryz_head4_workspace_bytes(K, group)) return RYZ_EWS;
-    const int G = group;
-    const int64_t Kp = kp_of(K, G), tb = tile_bytes_of(K, G), tiles = ryz_round_up(M, T) / T;
-    int8_t *xp = (int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    int32_t *xs8 = (int32_t *)(xp + Kp);  /* Kp is a multiple of 64: aligned */
-    for (int64_t k = 0; k < Kp; k++) xp[k] = k < K ? x[k] : 0;
-    for (int64_t g = 0; g < Kp / G; g++) {
-        int32_t s = 0;
-        for (int kk = 0; kk < G; kk++) s += xp[g * G + kk];
-        xs8[g] = 8 * s;
-    }
-    void (*run)(const uint8_t *, int64_t, int64_t, int, const int8_t *, const int32_t *, int64_t, int64_t, float *) =
-        has_vnni() ? ryz_head4_tiles_avx512vnni : tiles_scalar;
+    ryz_head_plan p = {0};
+    plan_i4(packed, M, K, group, ws, &p);
+    prep_i4(&p, x);
     ryz_counter *ctr = ryz_counters_new(threads);
     if (!ctr) return RYZ_ENOMEM;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        enum { BATCH = 64 };  /* tiles per call; results go through a small local buffer */
-        float buf[BATCH * T];
-        ryz_claim_start(ctr, t, nt, tiles);
+        ryz_claim_start(ctr, t, nt, p.tiles);
         #pragma omp barrier
         int64_t b, e;
-        for (int v = 0; ryz_claim(ctr, t, nt, tiles, BATCH, &v, &b, &e);) {
-            run(packed, tb, Kp, G, xp, xs8, b, e, buf);
-            const int64_t m_end = e * T < M ? e * T : M;
-            memcpy(y + b * T, buf, (size_t)(m_end - b * T) * sizeof(float));
-        }
+        for (int v = 0; ryz_claim(ctr, t, nt, p.tiles, 64, &v, &b, &e);) rows_i4(&p, b, e, y, 0, 0.0f);
     }
     free(ctr);
     return RYZ_OK;

@@ -76,6 +76,56 @@ static int has_vnni(void) {
 
 const char *ryz_head_isa(void) { return has_vnni() ? "avx512vnni" : "scalar"; }
 
+static void prep_i8(const ryz_head_plan *p, const signed char *x) {
+    for (int64_t k = 0; k < p->Kp; k++) p->scratch[k] = (uint8_t)((k < p->K ? x[k] : 0) + 128);
+}
+
+/* Tiles [t0, t1): y[m] = sum(w * x), or logits[m] = (float)y[m] * (row_scales[m] / x_scale)
+ * when logits is given. */
+static void rows_i8(const ryz_head_plan *p, int64_t t0, int64_t t1, int32_t *y, float *logits, float x_scale) {
+    void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *) =
+        has_vnni() ? ryz_head_rows_avx512vnni : rows_scalar;
+    const int32_t *sums = (const int32_t *)(p->packed + p->tiles * ROWS * p->Kp);
+    int32_t dots[ROWS * 64];
+    for (int64_t b = t0 * ROWS; b < t1 * ROWS; b += ROWS * 64) {
+        const int64_t e = b + ROWS * 64 < t1 * ROWS ? b + ROWS * 64 : t1 * ROWS;
+        rows(p->packed, p->Kp, p->scratch, b, e, dots);
+        for (int64_t m = b; m < e && m < p->M; m++) {
+            int32_t s;
+            memcpy(&s, &sums[m], sizeof s);
+            const int32_t v = dots[m - b] - 128 * s;
+            if (logits)
+                logits[m] = (float)v * (p->row_scales[m] / x_scale);
+            else
+                y[m] = v;
+        }
+    }
+}
+
+static void run_i8(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits) {
+    rows_i8(p, t0, t1, 0, logits, x_scale);
+}
+
+static void plan_i8(const unsigned char *packed, long long M, long long K, unsigned char *ws, ryz_head_plan *p) {
+    p->Kp = kp_of(K), p->M = M, p->K = K, p->packed = packed;
+    p->tiles = ryz_round_up(M, ROWS) / ROWS, p->tile_bytes = ROWS * p->Kp;
+    p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    p->prep = prep_i8, p->run = run_i8;
+}
+
+int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p) {
+    int rc = check_shape(h->M, h->K);
+    if (rc) return rc;
+    if (!h->packed || !h->xq || !h->row_scales || !h->ws || !h->logits) return RYZ_EARG;
+    if (h->packed_bytes != ryz_head_packed_bytes(h->M, h->K)) return RYZ_EPACKED;
+    if (h->xq_len < h->K || h->row_scales_len < h->M || h->ws_bytes < ryz_head_workspace_bytes(h->K) ||
+        h->logits_len < h->M)
+        return RYZ_EWS;
+    plan_i8(h->packed, h->M, h->K, h->ws, p);
+    p->row_scales = h->row_scales;
+    return RYZ_OK;
+}
+
 /* Row tiles in contiguous blocks, one per thread, claimed in chunks of 64 tiles (ryz_claim). */
 int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K,
                   const signed char *x, long long x_bytes, int *y, long long y_bytes,
@@ -86,31 +136,18 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
     if (!packed || !x || !y || !ws) return RYZ_EARG;
     if (packed_bytes != ryz_head_packed_bytes(M, K)) return RYZ_EPACKED;
     if (x_bytes < K || y_bytes < M * (int64_t)sizeof(int) || ws_bytes < ryz_head_workspace_bytes(K)) return RYZ_EWS;
-    const int64_t Kp = kp_of(K), Mp = ryz_round_up(M, ROWS);
-    uint8_t *u = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    for (int64_t k = 0; k < Kp; k++) u[k] = (uint8_t)((k < K ? x[k] : 0) + 128);
-    const int32_t *sums = (const int32_t *)(packed + Mp * Kp);
-    void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *) =
-        has_vnni() ? ryz_head_rows_avx512vnni : rows_scalar;
-    const int64_t tiles = Mp / ROWS;
+    ryz_head_plan p = {0};
+    plan_i8(packed, M, K, ws, &p);
+    prep_i8(&p, x);
     ryz_counter *ctr = ryz_counters_new(threads);
     if (!ctr) return RYZ_ENOMEM;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        int32_t dots[ROWS * 64];
-        ryz_claim_start(ctr, t, T, tiles);
+        ryz_claim_start(ctr, t, T, p.tiles);
         #pragma omp barrier
         int64_t t0, t1;
-        for (int v = 0; ryz_claim(ctr, t, T, tiles, 64, &v, &t0, &t1);) {
-            const int64_t b = t0 * ROWS, e = t1 * ROWS;
-            rows(packed, Kp, u, b, e, dots);
-            for (int64_t m = b; m < e && m < M; m++) {
-                int32_t s;
-                memcpy(&s, &sums[m], sizeof s);
-                y[m] = dots[m - b] - 128 * s;
-            }
-        }
+        for (int v = 0; ryz_claim(ctr, t, T, p.tiles, 64, &v, &t0, &t1);) rows_i8(&p, t0, t1, y, 0, 0.0f);
     }
     free(ctr);
     return RYZ_OK;

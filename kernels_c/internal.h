@@ -197,6 +197,22 @@ int ryz_decode_attn_plan(const ryz_decode_attn *d, long long pos, int threads, r
 void ryz_decode_attn_team(const ryz_attn_plan *plan, const ryz_decode_attn *d);
 void ryz_decode_attn_free(ryz_attn_plan *plan);
 
+/* An LM head inside a decode token's region (decode_steps.c), from head_i8.c or head_i4.c:
+ * planned and checked before the region (ryz_head_plan_int8 / _int4), then thread 0 preps the
+ * quantised activations (prep) and any thread writes the logits of tiles [t0, t1) (run). */
+typedef struct ryz_head_plan {
+    int64_t tiles, tile_bytes;
+    void (*prep)(const struct ryz_head_plan *p, const signed char *xq);
+    void (*run)(const struct ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits);
+    const uint8_t *packed;
+    int64_t M, K, Kp;
+    int group;
+    const float *row_scales;
+    uint8_t *scratch;  /* 64-byte aligned, inside the caller's workspace */
+} ryz_head_plan;
+int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p);
+int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p);
+
 /* ryz_rmsnorm_quant's partial sums of x^2 (decode_ops.c), added in this one fixed order by
  * both versions. */
 #define RYZ_NORM_LANES 32

@@ -158,7 +158,8 @@ int ryz_rope(float *x, long long rows, long long d, const float *cos, const floa
  * query position into out, as ryz_rope_attention with T = 1 and p0 = pos, inside the same
  * region: a whole decode token is one call.
  *
- * seconds[0] += time in the GEMVs, seconds[1] += time in attention, seconds[2] += the rest. */
+ * seconds[0] += time in the GEMVs, seconds[1] += time in attention, seconds[2] += time in the
+ * head (its norm through the logits), seconds[3] += the rest. */
 typedef struct ryz_decode_attn {
     float *qkv;
     long long qkv_len;
@@ -172,6 +173,39 @@ typedef struct ryz_decode_attn {
     float *out;
     long long out_len;
 } ryz_decode_attn;
+
+/* The LM head at the end of a decode token (ryz_decode_steps' head; NULL: none).  in (K
+ * floats) is RMS-normalised with norm and quantised to xq (per-token scale s) as a step's
+ * input is; then the int8 head (kind RYZ_HEAD_INT8: packed as ryz_head_pack, row_scales its M
+ * per-row weight scales) or the int4 head (RYZ_HEAD_INT4: packed as ryz_head4_pack with
+ * group) gives float32 logits (M, logits_len):
+ *   int8: logits[m] = (float)y[m] * (row_scales[m] / s)      int4: logits[m] = y[m] / s
+ * with y as ryz_head_gemv / ryz_head4_gemv compute it (float32 operations, no FMA).  ws: the
+ * head's workspace (ryz_head_workspace_bytes / ryz_head4_workspace_bytes). */
+enum {
+    RYZ_HEAD_INT8 = 0,
+    RYZ_HEAD_INT4 = 1,
+};
+
+typedef struct ryz_decode_head {
+    const float *in;
+    long long in_len;
+    const float *norm;
+    long long norm_len;
+    signed char *xq;
+    long long xq_len;
+    int kind;
+    const unsigned char *packed;
+    long long packed_bytes;
+    long long M, K;
+    int group;
+    const float *row_scales;
+    long long row_scales_len;
+    unsigned char *ws;
+    long long ws_bytes;
+    float *logits;
+    long long logits_len;
+} ryz_decode_head;
 
 typedef struct ryz_decode_step {
     const float *in;
@@ -196,8 +230,8 @@ typedef struct ryz_decode_step {
     const ryz_decode_attn *attn;
 } ryz_decode_step;
 
-int ryz_decode_steps(const ryz_decode_step *steps, int count, long long pos, double eps, double min_absmax,
-                     int threads, double *seconds);
+int ryz_decode_steps(const ryz_decode_step *steps, int count, const ryz_decode_head *head, long long pos,
+                     double eps, double min_absmax, int threads, double *seconds);
 
 /* Causal grouped-query attention over one layer's float32 KV cache (attention.c), for decode
  * (T = 1) and prefill (T query positions p0 .. p0+T-1, each attending to positions [0, its

@@ -47,9 +47,9 @@ def _run_chain(kernel: str, steps: list[dict], threads: int) -> None:
     ws_bytes = max(workspace_bytes(resolve(kernel), s["packed"].M, 1, s["packed"].K) for s in steps)
     chain = DecodeChain([(s["in"], s["norm"], s["xq"], s["packed"], s["y"], s["row_scales"], s["out"], s["epilogue"])
                          for s in steps], np.zeros(ws_bytes, np.uint8))
-    seconds = _native.ffi.new("double[3]")
+    seconds = _native.ffi.new("double[4]")
     chain.run(0, EPS, _MIN_ABSMAX, threads, seconds)
-    assert min(seconds) >= 0 and seconds[1] == 0  # no attention step
+    assert min(seconds) >= 0 and seconds[1] == seconds[2] == 0  # no attention step, no head
 
 
 def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
@@ -72,7 +72,8 @@ def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
         cs.kernel, cs.M, cs.K = index, s["packed"].M, s["packed"].K
         cs.epilogue = codes.get(s["epilogue"], s["epilogue"])
         cs.attn = s.get("attn", ffi.NULL)
-    return lib.ryz_decode_steps(c, len(steps), s.get("pos", 0), EPS, _MIN_ABSMAX, threads, ffi.new("double[3]"))
+    return lib.ryz_decode_steps(c, len(steps), ffi.NULL, s.get("pos", 0), EPS, _MIN_ABSMAX, threads,
+                                ffi.new("double[4]"))
 
 
 def _run_separately(kernel: str, steps: list[dict]) -> None:
@@ -105,10 +106,11 @@ def test_chain_rejects_bad_steps():
     rng = np.random.default_rng(0)
     _, _, _, steps = _steps(kernel, rng)
     lib, ffi = _native.lib(), _native.ffi
-    seconds = ffi.new("double[3]")
-    assert lib.ryz_decode_steps(ffi.NULL, 1, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
-    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
-    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 2), 1 << 20, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    seconds = ffi.new("double[4]")
+    assert lib.ryz_decode_steps(ffi.NULL, 1, ffi.NULL, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 9), 9, ffi.NULL, 0, EPS, _MIN_ABSMAX, 1, seconds) < 0
+    assert lib.ryz_decode_steps(ffi.new("ryz_decode_step[]", 2), 1 << 20, ffi.NULL, 0, EPS, _MIN_ABSMAX, 1,
+                                seconds) < 0
     index = resolve(kernel).index
     assert _raw_chain(index, steps) == 0
     assert _raw_chain(index, [dict(steps[0], epilogue=7)]) == lib.RYZ_EARG
@@ -202,7 +204,7 @@ def test_chain_attention_step_equals_separate_calls(kernel, threads, pos):
     ref_attn, want, ref_step = _attention_layer(kernel, pos, pos + threads)
     chain = DecodeChain([(step["in"], step["norm"], step["xq"], step["packed"], step["y"], step["row_scales"],
                           step["out"], step["epilogue"], attn)], np.zeros(1 << 16, np.uint8))
-    seconds = _native.ffi.new("double[3]")
+    seconds = _native.ffi.new("double[4]")
     chain.run(pos, EPS, _MIN_ABSMAX, threads, seconds)
     assert seconds[1] > 0
     ref_attn(1, pos, 1)
@@ -216,7 +218,7 @@ def test_chain_attention_step_checks_bounds():
     attn, _, step = _attention_layer(kernel, 0, 0)
     chain = DecodeChain([(step["in"], step["norm"], step["xq"], step["packed"], step["y"], step["row_scales"],
                           step["out"], step["epilogue"], attn)], np.zeros(1 << 16, np.uint8))
-    seconds = _native.ffi.new("double[3]")
+    seconds = _native.ffi.new("double[4]")
     for pos in (1024, 1 << 40, -1):  # past the cache, absurd, negative
         with pytest.raises(KernelCallError):
             chain.run(pos, EPS, _MIN_ABSMAX, 2, seconds)

@@ -331,3 +331,36 @@ def test_cli_decode_head_option():
         from ryzlab.measure.decode import measure_decode
 
         measure_decode(m, threads=1, tokens=1, head="int8")
+
+
+@pytest.mark.parametrize("head", ["int8", "int4"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_head_in_the_token_call_equals_the_python_head(head, threads):
+    """The int8 and int4 heads run at the end of the token's C call (rows claimed by any
+    thread, scaled in C); their logits are bit-identical to the head's own call on the same
+    residual stream, and the caller keeps its copy when the next step runs."""
+    m = Model.generate("tiny", seed=5, head=head, max_context=16)
+    first = m.step(3, threads)
+    kept = first.copy()
+    for tok in (1, 4, 2):
+        got = m.step(tok, threads)
+        want = m.head.logits(m._h, m.final_norm, m.config.norm_eps, threads)
+        np.testing.assert_array_equal(got, want)
+        assert m.last_timings["lm_head"] > 0
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_token_call_refuses_a_bad_head():
+    """A tampered head description is refused before any thread starts."""
+    from ryzlab.errors import KernelCallError
+
+    m = Model.generate("tiny", seed=5, head="int8", max_context=16)
+    h = m._token.head
+    for field, value in (("kind", 7), ("logits_len", 3), ("packed_bytes", 5), ("row_scales", _native_mod.ffi.NULL)):
+        old = getattr(h, field)
+        setattr(h, field, value)
+        with pytest.raises(KernelCallError):
+            m.step(1, 2)
+        setattr(h, field, old)
+    m.reset()
+    assert np.isfinite(m.step(1, 2)).all()

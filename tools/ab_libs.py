@@ -45,14 +45,14 @@ def main() -> int:
     for _ in range(args.pos + 1):
         m.step(1, args.threads)  # fills the cache up to pos
     libs = [native.ffi.dlopen(p) for p in args.libs]
-    chain, seconds, gemv = m._token, native.ffi.new("double[3]"), m.head._gemv
+    chain, seconds, gemv = m._token, native.ffi.new("double[4]"), m.head._gemv
     entry = "ryz_head_gemv" if args.head == "int8" else "ryz_head4_gemv"
 
     def run(lib) -> int:
         if args.part == "head":
             return getattr(lib, entry)(*gemv._args, args.threads)
-        return lib.ryz_decode_steps(chain.c, chain.count, args.pos, m.config.norm_eps, MIN_ABSMAX, args.threads,
-                                    seconds)
+        return lib.ryz_decode_steps(chain.c, chain.count, native.ffi.NULL, args.pos, m.config.norm_eps, MIN_ABSMAX,
+                                    args.threads, seconds)
 
     times: list[list[float]] = [[] for _ in libs]
     for r in range(args.rounds):

@@ -145,6 +145,27 @@ def packed_bytes(M: int, K: int) -> int:
     return int(size)
 
 
+def _decode_head(prepared, kind: str, h: np.ndarray, norm: np.ndarray, logits: np.ndarray, group: int = 0,
+                 row_scales: np.ndarray | None = None):
+    """A ``ryz_decode_head *`` for a prepared head GEMV (its packed head, activation buffer and
+    workspace), reading ``h`` and ``norm`` and writing ``logits``; the arrays stay referenced
+    by ``prepared``."""
+    head, x, _, ws = prepared._keep
+    for name, a, n in (("h", h, head.K), ("norm", norm, head.K), ("logits", logits, head.M)):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (n,) and a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a C-contiguous float32 array of shape ({n},)")
+    prepared._decode_keep = (h, norm, logits, row_scales)
+    lib, ffi = _native.lib(), _native.ffi
+    fields = {"in": _native.ptr(h, "float"), "in_len": h.size, "norm": _native.ptr(norm, "float"),
+              "norm_len": norm.size, "xq": _native.ptr(x, "signed char"), "xq_len": x.size, "kind": getattr(lib, kind),
+              "packed": _native.ptr(head.data, "unsigned char"), "packed_bytes": head.data.nbytes, "M": head.M,
+              "K": head.K, "group": group, "ws": _native.ptr(ws, "unsigned char"), "ws_bytes": ws.nbytes,
+              "logits": _native.ptr(logits, "float"), "logits_len": logits.size}
+    if row_scales is not None:
+        fields.update(row_scales=_native.ptr(row_scales, "float"), row_scales_len=row_scales.size)
+    return ffi.new("ryz_decode_head *", fields)
+
+
 class PreparedHead:
     """The head's GEMV with its buffers bound once: the decode loop calls it every token."""
 
@@ -167,6 +188,11 @@ class PreparedHead:
         rc = _native.lib().ryz_head_gemv(*self._args, threads)
         if rc < 0:
             _native.check(rc, "int8 head GEMV")
+
+    def decode_struct(self, h: np.ndarray, norm: np.ndarray, logits: np.ndarray):
+        """This GEMV as the head of a decode token's C call (:class:`~ryzlab.core.ops.DecodeChain`):
+        the final norm of ``h``, the GEMV and the row scales, float32 ``logits`` out."""
+        return _decode_head(self, "RYZ_HEAD_INT8", h, norm, logits, row_scales=self._keep[0].scales)
 
 
 # ---- the int4 head: 4-bit weights, one fp16 scale per group of 32 or 64 along K
@@ -378,3 +404,8 @@ class PreparedInt4Head:
         rc = _native.lib().ryz_head4_gemv(*self._args, threads)
         if rc < 0:
             _native.check(rc, "int4 head GEMV")
+
+    def decode_struct(self, h: np.ndarray, norm: np.ndarray, logits: np.ndarray):
+        """This GEMV as the head of a decode token's C call (:class:`~ryzlab.core.ops.DecodeChain`):
+        the final norm of ``h``, the GEMV and the activation scale, float32 ``logits`` out."""
+        return _decode_head(self, "RYZ_HEAD_INT4", h, norm, logits, group=self._keep[0].group)

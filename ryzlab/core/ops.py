@@ -226,12 +226,15 @@ class DecodeChain:
     row_scales float32 (M,), out float32, epilogue[, attention])`` with epilogue "store",
     "accumulate" or "sqrelu_gate" (``RYZ_EPI_*``) and ``attention`` None or a
     :class:`~ryzlab.core.layer_ops.RopeAttention` run (one row, at the call's position) before
-    the step.  ``ws`` serves every step (:func:`workspace_bytes`)."""
+    the step.  ``ws`` serves every step (:func:`workspace_bytes`).  ``head``: None, or a
+    ``ryz_decode_head *`` (``decode_struct`` of a prepared int8 or int4 head) that ends the call
+    with the token's logits."""
 
     _FIELDS = {"in": "float", "norm": "float", "xq": "signed char", "y": "int", "row_scales": "float", "out": "float"}
 
-    def __init__(self, steps: list[tuple], ws: np.ndarray):
+    def __init__(self, steps: list[tuple], ws: np.ndarray, head=None):
         lib, ffi = _native.lib(), _native.ffi
+        self.head = ffi.NULL if head is None else head
         epilogues = {"store": lib.RYZ_EPI_STORE, "accumulate": lib.RYZ_EPI_ACCUMULATE,
                      "sqrelu_gate": lib.RYZ_EPI_SQRELU_GATE}
         self.count = len(steps)
@@ -256,8 +259,8 @@ class DecodeChain:
             self._keep.append(packed)
 
     def run(self, pos: int, eps: float, min_absmax: float, threads: int, seconds) -> None:
-        """Run the steps, attention at position ``pos``; ``seconds`` (a cffi ``double[3]``):
-        [0] += time in the GEMVs, [1] += time in attention, [2] += the rest."""
-        rc = _native.lib().ryz_decode_steps(self.c, self.count, pos, eps, min_absmax, threads, seconds)
+        """Run the steps, attention at position ``pos``; ``seconds`` (a cffi ``double[4]``):
+        [0] += time in the GEMVs, [1] += in attention, [2] += in the head, [3] += the rest."""
+        rc = _native.lib().ryz_decode_steps(self.c, self.count, self.head, pos, eps, min_absmax, threads, seconds)
         if rc < 0:
             _native.check(rc, "decode steps")

@@ -28,8 +28,8 @@ Numerics (what the kernels see is what a BitNet runtime feeds them):
   as the numpy formulation kept by :class:`ReferenceModel`; only the RMSNorm sum of squares is
   accumulated differently (double in C), which can move an int8 activation by one, rarely.
   All the layers of a token (each layer's qkv, attention, o, gate|up and down, with their
-  norms and epilogues) are one C call that keeps its OpenMP threads in one parallel region
-  (``kernels_c/decode_steps.c``): one call per token, then the head's.
+  norms and epilogues) and the int8 or int4 LM head are one C call that keeps its OpenMP
+  threads in one parallel region (``kernels_c/decode_steps.c``); the f32 head follows in numpy.
 * RoPE, rotate-half (GPT-NeoX / Hugging Face Llama) convention: the head vector is split in
   halves ``x1 = x[:d/2]``, ``x2 = x[d/2:]``; with ``f_i = theta ** (-2i/d)`` and angle
   ``a_i = pos * f_i``: ``x1' = x1 cos a - x2 sin a``, ``x2' = x2 cos a + x1 sin a``.  (Not the
@@ -57,7 +57,8 @@ Timings: every :meth:`Model.step` adds to ``timings`` (seconds) in four categori
 ``ternary_gemv`` (the GEMVs with their row-wise dequantisation, timed inside the C call from
 the barrier that starts each to the one that ends it), ``attention`` (RoPE, the cache write,
 scores, softmax and weighted sum, timed inside the same call), ``lm_head`` (the final norm
-and the head: quantisation, GEMV and logit scaling) and ``other`` (norms, quantisation, the
+and the head: quantisation, GEMV and logit scaling, timed in the same call for the int8 and
+int4 heads) and ``other`` (norms, quantisation, the
 gates, barriers, the embedding row and Python overhead; the step's wall time minus the other
 three, so the four add up to the step time).
 """
@@ -177,7 +178,7 @@ class Model:
         self._qkv = np.zeros(cfg.q_out + 2 * cfg.kv_out, np.float32)
         self._a = np.zeros(cfg.q_out, np.float32)  # attention output
         self._f = np.zeros(cfg.ffn, np.float32)  # gated FFN activation
-        self._seconds = _native.ffi.new("double[3]")
+        self._seconds = _native.ffi.new("double[4]")
 
         self.layers = []
         for layer in range(cfg.layers):
@@ -206,7 +207,10 @@ class Model:
                       step(self._a, L["attn_sub_norm"], self._xq, L["o"], self._h, "accumulate", attn),
                       step(self._h, L["ffn_norm"], self._xh, L["gate_up"], self._f, "sqrelu_gate"),
                       step(self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, "accumulate")]
-        self._token = DecodeChain(steps, self._ws)
+        # the int8 and int4 heads end the same call; the f32 head is numpy's
+        self._logits = np.empty(cfg.vocab, np.float32)
+        fused = getattr(self.head, "decode_struct", None)
+        self._token = DecodeChain(steps, self._ws, fused(self._h, self.final_norm, self._logits) if fused else None)
         self._prefill_state = None  # (T, threads) and the buffers of the last prefill
         self.prefill_timings = dict.fromkeys(PREFILL_CATEGORIES, 0.0)
         self.generation_s = time.perf_counter() - t0
@@ -287,14 +291,18 @@ class Model:
                               "call reset() or generate the model with a larger max_context")
         perf = time.perf_counter
         seconds = self._seconds
-        seconds[0] = seconds[1] = seconds[2] = 0.0
+        seconds[0] = seconds[1] = seconds[2] = seconds[3] = 0.0
         self._h[:] = self._embedding_row(token)
         self._token.run(pos, cfg.norm_eps, MIN_ABSMAX, threads, seconds)
         t_gemv, t_attn = seconds[0], seconds[1]
-
-        t = perf()
-        logits = self.head.logits(self._h, self.final_norm, cfg.norm_eps, threads)
-        t_head = perf() - t
+        if self._token.head:
+            t = perf()
+            logits = self._logits.copy()  # the caller's to keep: the next step overwrites the buffer
+            t_head = seconds[2] + perf() - t
+        else:
+            t = perf()
+            logits = self.head.logits(self._h, self.final_norm, cfg.norm_eps, threads)
+            t_head = perf() - t
 
         self.pos = pos + 1
         total = perf() - t_start

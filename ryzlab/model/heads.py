@@ -62,6 +62,11 @@ class Int8LMHead:
         """Row ``token`` as float32 (tied embedding): the int8 row times its scale."""
         return self.packed.row(token).astype(np.float32) * self.packed.scales[token]
 
+    def decode_struct(self, h: np.ndarray, norm: np.ndarray, logits: np.ndarray):
+        """The head as the end of a decode token's C call: the same logits as :meth:`logits`,
+        bit for bit, written to ``logits``."""
+        return self._gemv.decode_struct(h, norm, logits)
+
     def logits(self, h: np.ndarray, norm: np.ndarray, eps: float, threads: int) -> np.ndarray:
         """Float32 logits (vocab,) of the residual stream ``h`` (hidden,) after the final norm."""
         rc = _native.lib().ryz_rmsnorm_quant(_native.ptr(h, "float"), _native.ptr(norm, "float"), self.hidden,
@@ -114,6 +119,11 @@ class Int4LMHead:
     def embedding_row(self, token: int) -> np.ndarray:
         """Row ``token`` as float32 (tied embedding): int4 values times their group scales."""
         return self.packed.row(token)
+
+    def decode_struct(self, h: np.ndarray, norm: np.ndarray, logits: np.ndarray):
+        """The head as the end of a decode token's C call: the same logits as :meth:`logits`,
+        bit for bit, written to ``logits``."""
+        return self._gemv.decode_struct(h, norm, logits)
 
     def logits(self, h: np.ndarray, norm: np.ndarray, eps: float, threads: int) -> np.ndarray:
         """Float32 logits (vocab,): the GEMV's group-scaled sums divided by the activation scale."""

@@ -32,18 +32,24 @@
 #define RYZ_CHUNK_BYTES 65536
 #endif
 
+/* The norm's input and weight; xq is checked by the GEMV's or the head's own checks. */
+static int check_act(const ryz_norm_quant_io *io, long long K) {
+    if (!io->in || !io->norm) return RYZ_EARG;
+    return io->in_len < K || io->norm_len < K ? RYZ_EWS : RYZ_OK;
+}
+
 static int check_step(const ryz_decode_step *s, int threads, const ryz_kernel_entry **k, ryz_args *a) {
-    if (!s->in || !s->norm || !s->row_scales || !s->out) return RYZ_EARG;
+    if (!s->row_scales || !s->out) return RYZ_EARG;
     if (s->epilogue < RYZ_EPI_STORE || s->epilogue > RYZ_EPI_SQRELU_GATE ||
         (s->epilogue == RYZ_EPI_SQRELU_GATE && s->M % 2))
         return RYZ_EARG;
-    int rc = ryz_setup_args(s->kernel, s->packed, s->packed_bytes, s->M, s->K, s->xq, s->xq_len, 1, s->y,
+    int rc = check_act(&s->act, s->K);
+    if (rc) return rc;
+    rc = ryz_setup_args(s->kernel, s->packed, s->packed_bytes, s->M, s->K, s->act.xq, s->act.xq_len, 1, s->y,
                             s->y_len * (long long)sizeof(int), s->ws, s->ws_bytes, threads, RYZ_SCHED_BLOCKS, k, a);
     if (rc) return rc;
     const long long out_need = s->epilogue == RYZ_EPI_SQRELU_GATE ? s->M / 2 : s->M;
-    if (s->in_len < s->K || s->norm_len < s->K || s->row_scales_len < s->M || s->out_len < out_need)
-        return RYZ_EWS;
-    return RYZ_OK;
+    return s->row_scales_len < s->M || s->out_len < out_need ? RYZ_EWS : RYZ_OK;
 }
 
 /* Per step: what the region needs, all of it checked before the region starts. */
@@ -91,7 +97,7 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
                 if (t == 0) *attention += ryz_now_seconds() - a0;
             }
             if (t == 0) {
-                ryz_rmsnorm_quant(s->in, s->norm, s->K, eps, min_absmax, s->xq, &pi->x_scale);
+                ryz_rmsnorm_quant(s->act.in, s->act.norm, s->K, eps, min_absmax, s->act.xq, &pi->x_scale);
                 if (pi->k->prep) pi->k->prep(&pi->a, 0, 1);
             }
             #pragma omp barrier
@@ -115,8 +121,9 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
             ryz_claim_start(ctr, t, T, hp->tiles);
             if (t == 0) {
                 *head_start = ryz_now_seconds();
-                ryz_rmsnorm_quant(head->in, head->norm, head->K, eps, min_absmax, head->xq, &head_scale);
-                hp->prep(hp, head->xq);
+                const ryz_norm_quant_io *io = &head->act;
+                ryz_rmsnorm_quant(io->in, io->norm, head->K, eps, min_absmax, io->xq, &head_scale);
+                hp->prep(hp, io->xq);
             }
             #pragma omp barrier
             int64_t chunk = RYZ_CHUNK_BYTES / hp->tile_bytes, a0, a1;
@@ -128,8 +135,8 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
 }
 
 static int plan_head(const ryz_decode_head *h, ryz_head_plan *hp) {
-    if (!h->in || !h->norm) return RYZ_EARG;
-    if (h->in_len < h->K || h->norm_len < h->K) return RYZ_EWS;
+    int rc = check_act(&h->act, h->K);
+    if (rc) return rc;
     if (h->kind == RYZ_HEAD_INT8) return ryz_head_plan_int8(h, hp);
     if (h->kind == RYZ_HEAD_INT4) return ryz_head_plan_int4(h, hp);
     return RYZ_EARG;

@@ -244,9 +244,9 @@ static void plan_i4(const unsigned char *packed, long long M, long long K, int G
 int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {
     int rc = check_shape(h->M, h->K, h->group);
     if (rc) return rc;
-    if (!h->packed || !h->xq || !h->ws || !h->logits) return RYZ_EARG;
+    if (!h->packed || !h->act.xq || !h->ws || !h->logits) return RYZ_EARG;
     if ((rc = check_packed(h->packed, h->packed_bytes, h->M, h->K, h->group))) return rc;
-    if (h->xq_len < h->K || h->ws_bytes < ryz_head4_workspace_bytes(h->K, h->group) || h->logits_len < h->M)
+    if (h->act.xq_len < h->K || h->ws_bytes < ryz_head4_workspace_bytes(h->K, h->group) || h->logits_len < h->M)
         return RYZ_EWS;
     plan_i4(h->packed, h->M, h->K, h->group, h->ws, p);
     return RYZ_OK;

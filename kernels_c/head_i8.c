@@ -116,9 +116,9 @@ static void plan_i8(const unsigned char *packed, long long M, long long K, unsig
 int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p) {
     int rc = check_shape(h->M, h->K);
     if (rc) return rc;
-    if (!h->packed || !h->xq || !h->row_scales || !h->ws || !h->logits) return RYZ_EARG;
+    if (!h->packed || !h->act.xq || !h->row_scales || !h->ws || !h->logits) return RYZ_EARG;
     if (h->packed_bytes != ryz_head_packed_bytes(h->M, h->K)) return RYZ_EPACKED;
-    if (h->xq_len < h->K || h->row_scales_len < h->M || h->ws_bytes < ryz_head_workspace_bytes(h->K) ||
+    if (h->act.xq_len < h->K || h->row_scales_len < h->M || h->ws_bytes < ryz_head_workspace_bytes(h->K) ||
         h->logits_len < h->M)
         return RYZ_EWS;
     plan_i8(h->packed, h->M, h->K, h->ws, p);

@@ -174,9 +174,9 @@ typedef struct ryz_decode_attn {
     long long out_len;
 } ryz_decode_attn;
 
-/* The LM head at the end of a decode token (ryz_decode_steps' head; NULL: none).  in (K
- * floats) is RMS-normalised with norm and quantised to xq (per-token scale s) as a step's
- * input is; then the int8 head (kind RYZ_HEAD_INT8: packed as ryz_head_pack, row_scales its M
+/* The LM head at the end of a decode token (ryz_decode_steps' head; NULL: none).  act.in (K
+ * floats) is RMS-normalised with act.norm and quantised to act.xq (per-token scale s) as a
+ * step's input is; then the int8 head (kind RYZ_HEAD_INT8: packed as ryz_head_pack, row_scales its M
  * per-row weight scales) or the int4 head (RYZ_HEAD_INT4: packed as ryz_head4_pack with
  * group) gives float32 logits (M, logits_len):
  *   int8: logits[m] = (float)y[m] * (row_scales[m] / s)      int4: logits[m] = y[m] / s
@@ -187,13 +187,19 @@ enum {
     RYZ_HEAD_INT4 = 1,
 };
 
-typedef struct ryz_decode_head {
+/* What a step or the head normalises (in, with weight norm, K floats each) and quantises (to
+ * xq, K int8). */
+typedef struct ryz_norm_quant_io {
     const float *in;
     long long in_len;
     const float *norm;
     long long norm_len;
     signed char *xq;
     long long xq_len;
+} ryz_norm_quant_io;
+
+typedef struct ryz_decode_head {
+    ryz_norm_quant_io act;
     int kind;
     const unsigned char *packed;
     long long packed_bytes;
@@ -208,12 +214,7 @@ typedef struct ryz_decode_head {
 } ryz_decode_head;
 
 typedef struct ryz_decode_step {
-    const float *in;
-    long long in_len;
-    const float *norm;
-    long long norm_len;
-    signed char *xq;
-    long long xq_len;
+    ryz_norm_quant_io act;
     int kernel;
     const unsigned char *packed;
     long long packed_bytes;

@@ -63,9 +63,9 @@ def _raw_chain(index: int, steps: list[dict], threads: int = 1) -> int:
     codes = {"store": lib.RYZ_EPI_STORE, "accumulate": lib.RYZ_EPI_ACCUMULATE, "sqrelu_gate": lib.RYZ_EPI_SQRELU_GATE}
     for cs, s in zip(c, steps):
         for name in ("in", "norm", "xq", "y", "row_scales", "out"):
-            a = s[name]
-            setattr(cs, name, ffi.NULL if a is None else _ptr(a))
-            setattr(cs, f"{name}_len", s.get(f"{name}_len", 0 if a is None else a.size))
+            a, where = s[name], cs.act if name in ("in", "norm", "xq") else cs
+            setattr(where, name, ffi.NULL if a is None else _ptr(a))
+            setattr(where, f"{name}_len", s.get(f"{name}_len", 0 if a is None else a.size))
             keep.append(a)
         cs.packed, cs.packed_bytes = _ptr(s["packed"].data), s.get("packed_bytes", s["packed"].nbytes)
         cs.ws, cs.ws_bytes = _ptr(ws), ws_bytes

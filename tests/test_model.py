@@ -362,5 +362,9 @@ def test_token_call_refuses_a_bad_head():
         with pytest.raises(KernelCallError):
             m.step(1, 2)
         setattr(h, field, old)
+    h.act.in_len = 3  # the residual stream shorter than hidden
+    with pytest.raises(KernelCallError):
+        m.step(1, 2)
+    h.act.in_len = m.config.hidden
     m.reset()
     assert np.isfinite(m.step(1, 2)).all()

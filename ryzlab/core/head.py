@@ -156,8 +156,9 @@ def _decode_head(prepared, kind: str, h: np.ndarray, norm: np.ndarray, logits: n
             raise ValueError(f"{name} must be a C-contiguous float32 array of shape ({n},)")
     prepared._decode_keep = (h, norm, logits, row_scales)
     lib, ffi = _native.lib(), _native.ffi
-    fields = {"in": _native.ptr(h, "float"), "in_len": h.size, "norm": _native.ptr(norm, "float"),
-              "norm_len": norm.size, "xq": _native.ptr(x, "signed char"), "xq_len": x.size, "kind": getattr(lib, kind),
+    act = {"in": _native.ptr(h, "float"), "in_len": h.size, "norm": _native.ptr(norm, "float"), "norm_len": norm.size,
+           "xq": _native.ptr(x, "signed char"), "xq_len": x.size}
+    fields = {"act": act, "kind": getattr(lib, kind),
               "packed": _native.ptr(head.data, "unsigned char"), "packed_bytes": head.data.nbytes, "M": head.M,
               "K": head.K, "group": group, "ws": _native.ptr(ws, "unsigned char"), "ws_bytes": ws.nbytes,
               "logits": _native.ptr(logits, "float"), "logits_len": logits.size}

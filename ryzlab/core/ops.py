@@ -231,6 +231,7 @@ class DecodeChain:
     with the token's logits."""
 
     _FIELDS = {"in": "float", "norm": "float", "xq": "signed char", "y": "int", "row_scales": "float", "out": "float"}
+    _ACT = ("in", "norm", "xq")  # fields of the step's ryz_norm_quant_io
 
     def __init__(self, steps: list[tuple], ws: np.ndarray, head=None):
         lib, ffi = _native.lib(), _native.ffi
@@ -245,8 +246,9 @@ class DecodeChain:
             attention = step[8] if len(step) > 8 else None
             arrays = {"in": x, "norm": norm, "xq": xq, "y": y, "row_scales": row_scales, "out": out}
             for field, a in arrays.items():
-                setattr(c, field, _native.ptr(a, self._FIELDS[field]))
-                setattr(c, f"{field}_len", a.size)
+                where = c.act if field in self._ACT else c
+                setattr(where, field, _native.ptr(a, self._FIELDS[field]))
+                setattr(where, f"{field}_len", a.size)
             self._keep.append(arrays)
             c.kernel = resolve(packed.kernel).index
             c.packed, c.packed_bytes = _native.ptr(packed.data, "unsigned char"), packed.nbytes

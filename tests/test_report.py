@@ -88,6 +88,15 @@ def test_latest_run_needs_executed_notebooks(root):
         report.build_report("nonexistent")
 
 
+def test_latest_run_goes_by_start_date_not_name(root):
+    """A run named with --run-id ("zz-baseline") that started earlier is not the latest."""
+    for run, date in (("zz-baseline", "2026-12-04T16:07:28+00:00"), ("20261204T171940.484Z-c6cf92",
+                                                                    "2026-12-04T17:19:40+00:00")):
+        executed_notebook(results.run_dir(run) / "01_probe.ipynb")
+        results.write_context(run, {"date": date})
+    assert report.latest_run() == "20261204T171940.484Z-c6cf92"
+
+
 def test_save_figure_writes_png_and_svg(root):
     fig, ax = plt.subplots()
     ax.plot([0, 1])

@@ -56,8 +56,19 @@ def is_complete(run_id: str, root: str | os.PathLike | None = None) -> bool:
     return run_status(run_id, root)["status"] in (None, "complete")
 
 
+def _started(run_id: str, root: str | os.PathLike | None) -> str:
+    """When the run started: its context's UTC ``date`` (ISO 8601, so it sorts as text), or ""."""
+    try:
+        return str(results.read_context(run_id, root).get("date", ""))
+    except FileNotFoundError:
+        return ""
+
+
 def _runs_with_notebooks(root: str | os.PathLike | None) -> list[str]:
-    runs = sorted({p.parent.name for p in (results.results_dir(root) / "runs").glob("*/*.ipynb")})
+    """Runs with executed notebooks, oldest first: by start date, then by id (``--run-id``
+    names need not sort by time)."""
+    names = {p.parent.name for p in (results.results_dir(root) / "runs").glob("*/*.ipynb")}
+    runs = sorted(names, key=lambda r: (_started(r, root), r))
     if not runs:
         raise FileNotFoundError(
             f"no executed notebooks under {results.results_dir(root) / 'runs'}; "
@@ -226,7 +237,8 @@ def cli(args: argparse.Namespace) -> int:
               f"{', '.join(st['missing']) or 'none'}); finish it with: "
               f"{resume_command(run_id)}", file=sys.stderr)
     elif args.run_id is None:
-        newer = [r for r in _runs_with_notebooks(None) if r > run_id]
+        runs = _runs_with_notebooks(None)
+        newer = runs[runs.index(run_id) + 1:]
         if newer:
             print(f"ryzlab report: skipped newer incomplete run(s) {', '.join(newer)}; "
                   "report one with --run-id", file=sys.stderr)

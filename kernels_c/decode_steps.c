@@ -9,8 +9,9 @@
  * takes over what is left of the others' (ryz_claim, internal.h), and dequantises each
  * chunk's rows (the gate, whose halves come from different threads, is left to thread 0);
  * and before each barrier a thread prefetches the head of its block of the next matrix, so
- * that DRAM keeps working while thread 0 runs the gate and the next norm.  A layer's attention runs in the same
- * region (attention.c: thread 0 alone at short contexts, every thread beyond).
+ * that DRAM keeps working while thread 0 runs the gate and the next norm.  A layer's
+ * attention runs in the same region (attention.c: thread 0 alone at short contexts, every
+ * thread beyond).
  *
  * The LM head, when given, ends the same region: thread 0 normalises and preps, every thread
  * claims head rows and writes their float logits.
@@ -26,11 +27,6 @@
 
 /* A 2B-4T token is 30 x 4 steps; far more only means a caller's mistake. */
 #define MAX_STEPS 65536
-/* Packed weight bytes a thread claims at a time (about 2 us of DRAM time at 30 GB/s); 8-256 KiB
- * measured within 2 % of each other on the EPYC VM, all 0-4 % faster than static blocks. */
-#ifndef RYZ_CHUNK_BYTES
-#define RYZ_CHUNK_BYTES 65536
-#endif
 
 /* The norm's input and weight; xq is checked by the GEMV's or the head's own checks. */
 static int check_act(const ryz_norm_quant_io *io, long long K) {
@@ -86,8 +82,7 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
             const ryz_decode_step *s = &steps[i];
             plan *pi = &p[i];
             const int64_t tiles = ryz_row_tiles(pi->k, &pi->a);
-            int64_t chunk = RYZ_CHUNK_BYTES / ryz_tile_bytes(pi->k, &pi->a);
-            chunk = chunk > 0 ? chunk : 1;
+            const int64_t chunk = ryz_chunk_items(ryz_tile_bytes(pi->k, &pi->a));
             double t0 = 0.0;
             if (i == 0) ryz_prefetch_block_head(pi->k, &pi->a, tiles * t / T, tiles * (t + 1) / T);
             ryz_claim_start(ctr, t, T, tiles);  /* nobody reads it before the barrier below */
@@ -126,9 +121,8 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
                 hp->prep(hp, io->xq);
             }
             #pragma omp barrier
-            int64_t chunk = RYZ_CHUNK_BYTES / hp->tile_bytes, a0, a1;
-            chunk = chunk > 0 ? chunk : 1;
-            for (int v = 0; ryz_claim(ctr, t, T, hp->tiles, chunk, &v, &a0, &a1);)
+            int64_t a0, a1;
+            for (int v = 0; ryz_claim(ctr, t, T, hp->tiles, hp->chunk, &v, &a0, &a1);)
                 hp->run(hp, a0, a1, head_scale, head->logits);
         }
     }

@@ -84,6 +84,21 @@ int64_t ryz_tile_bytes(const ryz_kernel_entry *k, const ryz_args *a) {
     return ryz_format_bytes(format_of(k), format_of(k)->row_tile, a->Kp);
 }
 
+int ryz_head_run_parallel(const ryz_head_plan *p, int threads) {
+    ryz_counter *ctr = ryz_counters_new(threads);
+    if (!ctr) return RYZ_ENOMEM;
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        ryz_claim_start(ctr, t, T, p->tiles);
+        #pragma omp barrier
+        int64_t t0, t1;
+        for (int v = 0; ryz_claim(ctr, t, T, p->tiles, p->chunk, &v, &t0, &t1);) p->run(p, t0, t1, 0.0f, 0);
+    }
+    free(ctr);
+    return RYZ_OK;
+}
+
 /* One product with the given schedule: the blocked GEMM (gemm_blocked.c) where it applies
  * (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
  * guide's critical variant, whose private row buffers are allocated per call as the guide does. */

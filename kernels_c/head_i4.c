@@ -28,7 +28,6 @@
  * 16) have codes 8 and scales 0 and are never written out.  After the tiles, a 64-byte trailer
  * holds M, K and G (int64): the byte count alone does not pin M down (16 rows share a tile),
  * so gemv and row refuse a buffer whose trailer disagrees with the shape they are given. */
-#include <omp.h>
 #include <string.h>
 
 #include "registry.h"
@@ -230,7 +229,7 @@ static void rows_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float *y, fl
 }
 
 static void run_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits) {
-    rows_i4(p, t0, t1, 0, logits, x_scale);
+    rows_i4(p, t0, t1, (float *)p->y, logits, x_scale);
 }
 
 static void plan_i4(const unsigned char *packed, long long M, long long K, int G, unsigned char *ws,
@@ -239,6 +238,7 @@ static void plan_i4(const unsigned char *packed, long long M, long long K, int G
     p->tiles = ryz_round_up(M, T) / T, p->tile_bytes = tile_bytes_of(K, G);
     p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     p->prep = prep_i4, p->run = run_i4;
+    p->chunk = 64;
 }
 
 int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {
@@ -252,8 +252,8 @@ int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {
     return RYZ_OK;
 }
 
-/* Tiles in contiguous blocks, one per thread (one stream each), claimed in chunks of 64 tiles
- * (ryz_claim). */
+/* Tiles in contiguous blocks, one per thread (one stream each), claimed in chunks
+ * (ryz_head_run_parallel). */
 int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K, int group,
                    const signed char *x, long long x_len, float *y, long long y_len,
                    unsigned char *ws, long long ws_bytes, int threads) {
@@ -265,17 +265,7 @@ int ryz_head4_gemv(const unsigned char *packed, long long packed_bytes, long lon
     if (x_len < K || y_len < M || ws_bytes < ryz_head4_workspace_bytes(K, group)) return RYZ_EWS;
     ryz_head_plan p = {0};
     plan_i4(packed, M, K, group, ws, &p);
+    p.y = y;
     prep_i4(&p, x);
-    ryz_counter *ctr = ryz_counters_new(threads);
-    if (!ctr) return RYZ_ENOMEM;
-    #pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        ryz_claim_start(ctr, t, nt, p.tiles);
-        #pragma omp barrier
-        int64_t b, e;
-        for (int v = 0; ryz_claim(ctr, t, nt, p.tiles, 64, &v, &b, &e);) rows_i4(&p, b, e, y, 0, 0.0f);
-    }
-    free(ctr);
-    return RYZ_OK;
+    return ryz_head_run_parallel(&p, threads);
 }

@@ -10,7 +10,6 @@
  * Packed layout: Mp = M rounded up to 4 rows of Kp = K rounded up to 64 int8 weights
  * (padding 0), then M int32 row sums. */
 #include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 
 #include "registry.h"
@@ -103,7 +102,7 @@ static void rows_i8(const ryz_head_plan *p, int64_t t0, int64_t t1, int32_t *y, 
 }
 
 static void run_i8(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits) {
-    rows_i8(p, t0, t1, 0, logits, x_scale);
+    rows_i8(p, t0, t1, (int32_t *)p->y, logits, x_scale);
 }
 
 static void plan_i8(const unsigned char *packed, long long M, long long K, unsigned char *ws, ryz_head_plan *p) {
@@ -111,6 +110,7 @@ static void plan_i8(const unsigned char *packed, long long M, long long K, unsig
     p->tiles = ryz_round_up(M, ROWS) / ROWS, p->tile_bytes = ROWS * p->Kp;
     p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     p->prep = prep_i8, p->run = run_i8;
+    p->chunk = 64;
 }
 
 int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p) {
@@ -126,7 +126,7 @@ int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p) {
     return RYZ_OK;
 }
 
-/* Row tiles in contiguous blocks, one per thread, claimed in chunks of 64 tiles (ryz_claim). */
+/* Row tiles in contiguous blocks, one per thread, claimed in chunks (ryz_head_run_parallel). */
 int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long M, long long K,
                   const signed char *x, long long x_bytes, int *y, long long y_bytes,
                   unsigned char *ws, long long ws_bytes, int threads) {
@@ -138,17 +138,7 @@ int ryz_head_gemv(const unsigned char *packed, long long packed_bytes, long long
     if (x_bytes < K || y_bytes < M * (int64_t)sizeof(int) || ws_bytes < ryz_head_workspace_bytes(K)) return RYZ_EWS;
     ryz_head_plan p = {0};
     plan_i8(packed, M, K, ws, &p);
+    p.y = y;
     prep_i8(&p, x);
-    ryz_counter *ctr = ryz_counters_new(threads);
-    if (!ctr) return RYZ_ENOMEM;
-    #pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        ryz_claim_start(ctr, t, T, p.tiles);
-        #pragma omp barrier
-        int64_t t0, t1;
-        for (int v = 0; ryz_claim(ctr, t, T, p.tiles, 64, &v, &t0, &t1);) rows_i8(&p, t0, t1, y, 0, 0.0f);
-    }
-    free(ctr);
-    return RYZ_OK;
+    return ryz_head_run_parallel(&p, threads);
 }

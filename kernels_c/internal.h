@@ -78,6 +78,17 @@ static inline ryz_counter *ryz_counters_new(int threads) {
 
 static inline void ryz_claim_start(ryz_counter *c, int t, int T, int64_t n) { c[t].next = n * t / T; }
 
+/* Packed bytes a thread claims at a time (about 2 us of DRAM time at 30 GB/s); 8-256 KiB
+ * measured within 2 % of each other on the EPYC VM (decode chains). */
+#ifndef RYZ_CHUNK_BYTES
+#define RYZ_CHUNK_BYTES 65536
+#endif
+
+/* Items (row tiles) of item_bytes each per claimed chunk: at least one. */
+static inline int64_t ryz_chunk_items(int64_t item_bytes) {
+    return item_bytes < RYZ_CHUNK_BYTES ? RYZ_CHUNK_BYTES / item_bytes : 1;
+}
+
 static inline int ryz_claim(ryz_counter *c, int t, int T, int64_t n, int64_t chunk, int *v, int64_t *a,
                             int64_t *b) {
     for (; *v < T; ++*v) {
@@ -197,21 +208,27 @@ int ryz_decode_attn_plan(const ryz_decode_attn *d, long long pos, int threads, r
 void ryz_decode_attn_team(const ryz_attn_plan *plan, const ryz_decode_attn *d);
 void ryz_decode_attn_free(ryz_attn_plan *plan);
 
-/* An LM head inside a decode token's region (decode_steps.c), from head_i8.c or head_i4.c:
- * planned and checked before the region (ryz_head_plan_int8 / _int4), then thread 0 preps the
- * quantised activations (prep) and any thread writes the logits of tiles [t0, t1) (run). */
+/* An LM head (head_i8.c, head_i4.c): planned and checked before any thread starts
+ * (ryz_head_plan_int8 / _int4 in a decode token's region, the gemv entry points on their
+ * own), then one thread preps the quantised activations (prep) and any thread computes tiles
+ * [t0, t1) (run): the logits when logits is given, else the head's raw output into y. */
 typedef struct ryz_head_plan {
     int64_t tiles, tile_bytes;
+    int64_t chunk;     /* tiles per claimed chunk: 64 (RYZ_CHUNK_BYTES' 3-6 tiles cost the int4
+                        * head 2 % in tools/ab_libs.py --part head, EPYC VM, 2026-12-04) */
     void (*prep)(const struct ryz_head_plan *p, const signed char *xq);
     void (*run)(const struct ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale, float *logits);
     const uint8_t *packed;
     int64_t M, K, Kp;
     int group;
     const float *row_scales;
+    void *y;           /* raw output: int32 (int8 head) or float32 (int4 head) */
     uint8_t *scratch;  /* 64-byte aligned, inside the caller's workspace */
 } ryz_head_plan;
 int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p);
 int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p);
+/* The raw output of a prepped plan, tiles claimed (ryz_claim) by `threads` threads (driver.c). */
+int ryz_head_run_parallel(const ryz_head_plan *p, int threads);
 
 /* ryz_rmsnorm_quant's partial sums of x^2 (decode_ops.c), added in this one fixed order by
  * both versions. */

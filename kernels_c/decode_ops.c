@@ -73,27 +73,35 @@ int ryz_dequant(const int *restrict y, const float *restrict row_scale, float x_
     return RYZ_OK;
 }
 
-/* The fused gate/up output (2n rows: gate then up) to f = relu(gate)^2 * up. */
-int ryz_dequant_sqrelu_gate(const int *restrict y, const float *restrict row_scale, float x_scale, long long n,
-                            float *restrict f) {
-    if (!y || !row_scale || !f || n < 1) return RYZ_EARG;
+/* f[i] = relu(g)^2 * u with g = yg[i] * (sg[i] / x_scale), u = yu[i] * (su[i] / x_scale): n rows
+ * of the fused gate/up output, its gate rows and their up rows given apart (a decode chain's
+ * thread gates the rows it computed; decode_steps.c). */
+void ryz_sqrelu_gate_rows(const int *restrict yg, const int *restrict yu, const float *restrict sg,
+                          const float *restrict su, float x_scale, int64_t n, float *restrict f) {
     /* relu as SSE maxps(g, 0), exactly "g > 0 ? g : 0" (see ryz_rmsnorm_quant) */
-    long long i = 0;
+    int64_t i = 0;
     const __m128 xs = _mm_set1_ps(x_scale), zero = _mm_setzero_ps();
     for (; i + 4 <= n; i += 4) {
-        __m128 g = _mm_mul_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(y + i))),
-                              _mm_div_ps(_mm_loadu_ps(row_scale + i), xs));
-        const __m128 u = _mm_mul_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(y + n + i))),
-                                    _mm_div_ps(_mm_loadu_ps(row_scale + n + i), xs));
+        __m128 g = _mm_mul_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(yg + i))),
+                              _mm_div_ps(_mm_loadu_ps(sg + i), xs));
+        const __m128 u = _mm_mul_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(yu + i))),
+                                    _mm_div_ps(_mm_loadu_ps(su + i), xs));
         g = _mm_max_ps(g, zero);
         _mm_storeu_ps(f + i, _mm_mul_ps(_mm_mul_ps(g, g), u));
     }
     for (; i < n; i++) {
-        float g = (float)y[i] * (row_scale[i] / x_scale);
-        const float u = (float)y[n + i] * (row_scale[n + i] / x_scale);
+        float g = (float)yg[i] * (sg[i] / x_scale);
+        const float u = (float)yu[i] * (su[i] / x_scale);
         g = g > 0.0f ? g : 0.0f;
         f[i] = g * g * u;
     }
+}
+
+/* The fused gate/up output (2n rows: gate then up) to f = relu(gate)^2 * up. */
+int ryz_dequant_sqrelu_gate(const int *restrict y, const float *restrict row_scale, float x_scale, long long n,
+                            float *restrict f) {
+    if (!y || !row_scale || !f || n < 1) return RYZ_EARG;
+    ryz_sqrelu_gate_rows(y, y + n, row_scale, row_scale + n, x_scale, n, f);
     return RYZ_OK;
 }
 

@@ -29,6 +29,7 @@
  * holds M, K and G (int64): the byte count alone does not pin M down (16 rows share a tile),
  * so gemv and row refuse a buffer whose trailer disagrees with the shape they are given. */
 #include <string.h>
+#include <xmmintrin.h>
 
 #include "registry.h"
 
@@ -153,6 +154,11 @@ int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long
     if (out_len < K) return RYZ_EWS;
     const int G = group, r = (int)(m % T);
     const uint8_t *tile = packed + m / T * tile_bytes_of(K, G);
+    /* The row's nibbles and scales are spread over its whole tile, which is cold in a decode
+     * step (the embedding lookup after a token has streamed every weight): requested all at
+     * once, its lines arrive in parallel instead of one demand miss after another (77 -> see
+     * kernels_c/README.md). */
+    for (int64_t off = 0; off < tile_bytes_of(K, G); off += 64) _mm_prefetch((const char *)tile + off, _MM_HINT_T0);
     for (int64_t k = 0; k < K; k++) {
         int shift;
         const int64_t g = k / G, at = weight_offset(g, k % G, r, G, &shift);  /* sets shift first */

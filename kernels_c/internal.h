@@ -239,6 +239,10 @@ static inline double ryz_norm_lanes_sum(const double *ss) {
     return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 
+/* relu(g)^2 * u of n fused gate/up rows, gate and up rows given apart (decode_ops.c). */
+void ryz_sqrelu_gate_rows(const int *yg, const int *yu, const float *sg, const float *su, float x_scale, int64_t n,
+                          float *f);
+
 /* ryz_rmsnorm_quant for CPUs with RYZ_F_AVX512_BASE, bit-identical to the baseline one, which
  * dispatches to it (rmsnorm_quant_avx512.c); arguments already checked. */
 int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double eps, double min_absmax,

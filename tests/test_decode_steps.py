@@ -23,10 +23,12 @@ def _ptr(a: np.ndarray):
                            np.uint8: "unsigned char"}[a.dtype.type])
 
 
-def _steps(kernel: str, rng: np.random.Generator):
+def _steps(kernel: str, rng: np.random.Generator, ffn: int = 133):
     """A chain shaped like a layer's tail: h += o(norm h); f = gate(norm h); out = down(norm f),
-    with K and M that are no multiple of any block."""
-    hidden, ffn, out_rows = 301, 133, 57
+    with K and M that are no multiple of any block.  ffn = 192, a multiple of every kernel's
+    row tile, makes the gate|up halves whole tiles: the chain then claims them in pairs and
+    gates in every thread (decode_steps.c); with 133 thread 0 gates after the barrier."""
+    hidden, out_rows = 301, 57
     h = rng.standard_normal(hidden).astype(np.float32)
     f = np.zeros(ffn, np.float32)
     out = np.zeros(out_rows, np.float32)
@@ -90,10 +92,11 @@ def _run_separately(kernel: str, steps: list[dict]) -> None:
                                    int(s["epilogue"] == "accumulate")) == 0
 
 
+@pytest.mark.parametrize("ffn", [133, 192])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_chain_equals_separate_calls(kernel, threads):
-    h, f, out, steps = _steps(kernel, np.random.default_rng(threads))
-    h_ref, f_ref, out_ref, steps_ref = _steps(kernel, np.random.default_rng(threads))
+def test_chain_equals_separate_calls(kernel, threads, ffn):
+    h, f, out, steps = _steps(kernel, np.random.default_rng(threads), ffn)
+    h_ref, f_ref, out_ref, steps_ref = _steps(kernel, np.random.default_rng(threads), ffn)
     _run_chain(kernel, steps, threads)
     _run_separately(kernel, steps_ref)
     for got, want in ((h, h_ref), (f, f_ref), (out, out_ref)):

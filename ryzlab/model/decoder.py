@@ -209,6 +209,7 @@ class Model:
                       step(self._f, L["ffn_sub_norm"], self._xf, L["down"], self._h, "accumulate")]
         # the int8 and int4 heads end the same call; the f32 head is numpy's
         self._logits = np.empty(cfg.vocab, np.float32)
+        self._logits_ptr = _native.ptr(self._logits, "float")
         fused = getattr(self.head, "decode_struct", None)
         self._token = DecodeChain(steps, self._ws, fused(self._h, self.final_norm, self._logits) if fused else None)
         self._prefill_state = None  # (T, threads) and the buffers of the last prefill
@@ -293,13 +294,19 @@ class Model:
         seconds = self._seconds
         seconds[0] = seconds[1] = seconds[2] = seconds[3] = 0.0
         self._h[:] = self._embedding_row(token)
-        self._token.run(pos, cfg.norm_eps, MIN_ABSMAX, threads, seconds)
-        t_gemv, t_attn = seconds[0], seconds[1]
-        if self._token.head:
-            t = perf()
-            logits = self._logits.copy()  # the caller's to keep: the next step overwrites the buffer
-            t_head = seconds[2] + perf() - t
-        else:
+        head = self._token.head
+        if head:
+            # The caller keeps the logits: the head writes them into a new array rather than into
+            # the model's buffer, which a copy would read back cold (~70 us of a 20 ms token).
+            logits = np.empty_like(self._logits)
+            head.logits = _native.ffi.cast("float *", logits.ctypes.data)
+        try:
+            self._token.run(pos, cfg.norm_eps, MIN_ABSMAX, threads, seconds)
+        finally:
+            if head:
+                head.logits = self._logits_ptr
+        t_gemv, t_attn, t_head = seconds[0], seconds[1], seconds[2]
+        if not head:
             t = perf()
             logits = self.head.logits(self._h, self.final_norm, cfg.norm_eps, threads)
             t_head = perf() - t

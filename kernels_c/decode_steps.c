@@ -9,8 +9,7 @@
  * takes over what is left of the others' (ryz_claim, internal.h), and dequantises each
  * chunk's rows (a gate|up step is claimed in (gate tile, up tile) pairs, so each thread gates
  * the rows it computed); and before each barrier a thread prefetches the head of its block of
- * the next matrix (thread 0 also the next norm's weights), so that DRAM keeps working while
- * thread 0 runs the next norm.  A layer's attention runs in the same region (attention.c:
+ * the next matrix, so that DRAM keeps working while thread 0 runs the next norm.  A layer's attention runs in the same region (attention.c:
  * thread 0 alone at short contexts, every thread beyond).
  *
  * The LM head, when given, ends the same region: thread 0 normalises and preps, every thread
@@ -21,7 +20,6 @@
  * (seconds[2]) from its norm to the region's end; the rest (seconds[3]) is norms, gates,
  * barriers and the region's start. */
 #include <omp.h>
-#include <xmmintrin.h>
 #include <stdlib.h>
 
 #include "registry.h"
@@ -82,10 +80,6 @@ static void prefetch_own_block(const plan *p, int t, int T) {
     if (p->half) ryz_prefetch_block_head(p->k, &p->a, b0 + p->half, b1 + p->half);
 }
 
-static void prefetch_floats(const float *x, int64_t n) {
-    for (int64_t off = 0; off < n * (int64_t)sizeof(float); off += 64) _mm_prefetch((const char *)x + off, _MM_HINT_T0);
-}
-
 static void free_plans(plan *p, int count) {
     for (int i = 0; i < count; i++) ryz_decode_attn_free(p[i].attn);
     free(p);
@@ -134,13 +128,7 @@ static void run_chain(const ryz_decode_step *steps, plan *p, int count, const ry
             if (t == 0) t0 = ryz_now_seconds();
             int64_t a0, a1;
             for (int v = 0; ryz_claim(ctr, t, T, pi->items, pi->chunk, &v, &a0, &a1);) run_tiles(s, pi, a0, a1);
-            /* what the next step reads first, while the barrier waits for the slowest thread */
-            if (i + 1 < count) {
-                prefetch_own_block(&p[i + 1], t, T);
-                if (t == 0) prefetch_floats(steps[i + 1].act.norm, steps[i + 1].K);
-            } else if (head && t == 0) {
-                prefetch_floats(head->act.norm, head->K);
-            }
+            if (i + 1 < count) prefetch_own_block(&p[i + 1], t, T);
             #pragma omp barrier
             if (t == 0) {
                 *gemv += ryz_now_seconds() - t0;

@@ -156,8 +156,8 @@ int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long
     const uint8_t *tile = packed + m / T * tile_bytes_of(K, G);
     /* The row's nibbles and scales are spread over its whole tile, which is cold in a decode
      * step (the embedding lookup after a token has streamed every weight): requested all at
-     * once, its lines arrive in parallel instead of one demand miss after another (77 -> see
-     * kernels_c/README.md). */
+     * once, its lines arrive in parallel instead of one demand miss after another (Model's
+     * embedding lookup after a 2B-4T token: 77 -> 57 us, median of 60, EPYC VM). */
     for (int64_t off = 0; off < tile_bytes_of(K, G); off += 64) _mm_prefetch((const char *)tile + off, _MM_HINT_T0);
     for (int64_t k = 0; k < K; k++) {
         int shift;

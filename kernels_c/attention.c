@@ -29,8 +29,10 @@
 
 #include "internal.h"
 
-/* Positions per score chunk of the "phases" split. */
+/* Positions per block of the weighted sum (a V block stays in L1 across column tiles), and the
+ * least and most positions per score item of the "phases" split. */
 #define POS_CHUNK 64
+#define SCORE_CHUNK_MAX 1024
 /* Floats per column chunk of the weighted sum (4 zmm per query head in the AVX-512 tile). */
 #define COL_CHUNK 64
 /* Multiply-adds (scores and weighted sum) per thread below which fewer threads run: a short
@@ -51,6 +53,7 @@ typedef struct attn {
     const ryz_attn_ops *ops;
     int rows_split;
     int threads;         /* threads that run: at most the caller's, fewer for little work */
+    int64_t score_chunk; /* positions per score item (phases) */
 } attn;
 
 static inline float dot(const float *restrict a, const float *restrict b, int64_t n) {
@@ -159,13 +162,13 @@ static void attention_team(const attn *a) {
         return;
     }
     /* phases: scores S[t][h][p] */
-    const int64_t chunks = (ctx + POS_CHUNK - 1) / POS_CHUNK;
+    const int64_t sc = a->score_chunk, chunks = (ctx + sc - 1) / sc;
     #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < a->kvh * chunks; it++) {
-        const int64_t j = it / chunks, p0 = (it % chunks) * POS_CHUNK;
+        const int64_t j = it / chunks, p0 = (it % chunks) * sc;
         const float *K = a->k + j * a->maxc * d;
         for (int64_t t = 0; t < a->T; t++) {
-            const int64_t n = a->p0 + t + 1, p1 = p0 + POS_CHUNK < n ? p0 + POS_CHUNK : n;
+            const int64_t n = a->p0 + t + 1, p1 = p0 + sc < n ? p0 + sc : n;
             if (p0 < p1)
                 a->ops->scores(qrow(a, t, j * g), g, K, d, p0, p1, a->scale, a->ws + (t * a->heads + j * g) * ctx, ctx);
         }
@@ -212,6 +215,12 @@ static int setup(attn *a, long long k_len, long long v_len, long long max_contex
     a->threads = want < (double)threads ? (int)want : threads;
     if (team && a->threads > 1) a->threads = threads;
     a->rows_split = T * kv_heads >= 4LL * a->threads;
+    /* Score items: about four per thread, in multiples of POS_CHUNK.  Each item streams its K
+     * rows once, so longer items mean fewer cold starts of the stream: at context 2000 on 2
+     * threads 1024-position items read K 1.3x faster than 64-position ones (see
+     * kernels_c/README.md, "Attention and prefill"). */
+    const long long per = (p0 + T) * kv_heads / (4LL * a->threads) / POS_CHUNK * POS_CHUNK;
+    a->score_chunk = per < POS_CHUNK ? POS_CHUNK : per > SCORE_CHUNK_MAX ? SCORE_CHUNK_MAX : per;
     a->ops = attn_ops();
     const long long ctx = p0 + T;
     long long ws;

@@ -21,9 +21,12 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Positions ahead that the K and V rows are prefetched. */
+/* Positions ahead that the K and V rows are prefetched, into L2 (_MM_HINT_T1) as the weight
+ * streams are: prefetches into L1 take L1 miss buffers that the demand loads and the hardware
+ * prefetcher need.  Cold caches at context 2000, 30 layers, 2 threads, with 1024-position score
+ * items: T0 16 ahead 14.0 GB/s of K and V, T1 8 ahead 22.2 GB/s (kernels_c/README.md). */
 #ifndef RYZ_KV_AHEAD
-#define RYZ_KV_AHEAD 16
+#define RYZ_KV_AHEAD 8
 #endif
 
 ALWAYS_INLINE __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
@@ -66,13 +69,12 @@ ALWAYS_INLINE void scores_tile(const int NI, const int NP, const float *q, const
         for (int j = 0; j < np; j++) s[i * ss + p + j] = out[i * NP + j];
 }
 
-/* Prefetch floats [c0, c1) of rows p0 .. p1-1 (stride d) into L1: the K and V streams are
- * read in short chunks split between threads, too short for the hardware prefetchers to ramp
- * up (30 layers' decode attention at context 64, 2 threads: 0.83 -> 0.53 ms; see
- * kernels_c/README.md). */
+/* Prefetch floats [c0, c1) of rows p0 .. p1-1 (stride d): the K and V streams are read in
+ * chunks split between threads, too short for the hardware prefetchers to ramp up alone (30
+ * layers' decode attention at context 64, 2 threads: 0.83 -> 0.53 ms; see kernels_c/README.md). */
 ALWAYS_INLINE void prefetch_rows(const float *X, int64_t d, int64_t p0, int64_t p1, int64_t c0, int64_t c1) {
     for (int64_t p = p0; p < p1; p++)
-        for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(X + p * d + c), _MM_HINT_T0);
+        for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(X + p * d + c), _MM_HINT_T1);
 }
 
 ALWAYS_INLINE void scores_heads(const int NI, const int NP, const float *q, int64_t g, const float *K, int64_t d,

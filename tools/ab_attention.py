@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from ab_libs import print_ratios  # tools/ is the script's directory, first on sys.path
 from ryzlab.core import native
 
 
@@ -62,11 +63,7 @@ def main() -> None:
     kv_bytes = 2 * args.layers * kv_heads * (args.pos + 1) * d * 4
     print(f"decode attention at position {args.pos}, {args.layers} layers, {args.threads} thread(s), "
           f"{args.rounds} alternating rounds, {kv_bytes / 1e6:.0f} MB of K and V per pass")
-    base = np.array(times[0])
-    for path, t in zip(args.libs, times):
-        t = np.array(t)
-        print(f"{path:40s} median {1e3 * np.median(t):8.2f} ms   first/this {np.median(base / t):.3f}   "
-              f"{kv_bytes / np.median(t) / 1e9:5.1f} GB/s")
+    print_ratios(args.libs, times, kv_bytes)
 
 
 if __name__ == "__main__":

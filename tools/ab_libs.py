@@ -65,12 +65,18 @@ def main() -> int:
     nbytes = m.bytes_per_token()["ternary" if args.part == "layers" else "head"]
     print(f"{args.model}, kernel {m.kernel}, {args.head} head, {args.threads} thread(s), part {args.part}"
           f"{f', attention at position {args.pos}' if args.part == 'layers' else ''}, {args.rounds} alternating rounds")
-    ref = np.array(times[0])
-    for path, t in zip(args.libs, times):
-        t = np.array(t)
-        print(f"{path:40s} median {1e3 * np.median(t):7.2f} ms   first/this {np.median(ref / t):.3f}   "
-              f"{nbytes / np.median(t) / 1e9:5.1f} GB/s")
+    print_ratios(args.libs, times, nbytes)
     return 0
+
+
+def print_ratios(paths: list[str], times: list[list[float]], nbytes: float) -> None:
+    """Per build: median seconds, the median over rounds of (first build's time / this one's),
+    and ``nbytes`` per median time (shared with tools/ab_attention.py)."""
+    ref = np.array(times[0])
+    for path, t in zip(paths, times):
+        t = np.array(t)
+        print(f"{path:40s} median {1e3 * np.median(t):8.2f} ms   first/this {np.median(ref / t):.3f}   "
+              f"{nbytes / np.median(t) / 1e9:5.1f} GB/s")
 
 
 if __name__ == "__main__":

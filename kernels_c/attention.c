@@ -217,7 +217,7 @@ static int setup(attn *a, long long k_len, long long v_len, long long max_contex
     a->rows_split = T * kv_heads >= 4LL * a->threads;
     /* Score items: about four per thread, in multiples of POS_CHUNK.  Each item streams its K
      * rows once, so longer items mean fewer cold starts of the stream: at context 2000 on 2
-     * threads 1024-position items read K 1.3x faster than 64-position ones (see
+     * threads 1024-position items made the call 1.2x faster than 64-position ones (see
      * kernels_c/README.md, "Attention and prefill"). */
     const long long per = (p0 + T) * kv_heads / (4LL * a->threads) / POS_CHUNK * POS_CHUNK;
     a->score_chunk = per < POS_CHUNK ? POS_CHUNK : per > SCORE_CHUNK_MAX ? SCORE_CHUNK_MAX : per;

@@ -23,8 +23,9 @@
 
 /* Positions ahead that the K and V rows are prefetched, into L2 (_MM_HINT_T1) as the weight
  * streams are: prefetches into L1 take L1 miss buffers that the demand loads and the hardware
- * prefetcher need.  Cold caches at context 2000, 30 layers, 2 threads, with 1024-position score
- * items: T0 16 ahead 14.0 GB/s of K and V, T1 8 ahead 22.2 GB/s (kernels_c/README.md). */
+ * prefetcher need.  Cold caches at context 2000, 30 layers, 2 threads, one run: T0 16 ahead with
+ * 64-position score items 14.0 GB/s of K and V, T1 8 ahead with 1024-position items 22.2 GB/s
+ * (kernels_c/README.md, "Attention and prefill"). */
 #ifndef RYZ_KV_AHEAD
 #define RYZ_KV_AHEAD 8
 #endif

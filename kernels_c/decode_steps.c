@@ -9,8 +9,9 @@
  * takes over what is left of the others' (ryz_claim, internal.h), and dequantises each
  * chunk's rows (a gate|up step is claimed in (gate tile, up tile) pairs, so each thread gates
  * the rows it computed); and before each barrier a thread prefetches the head of its block of
- * the next matrix, so that DRAM keeps working while thread 0 runs the next norm.  A layer's attention runs in the same region (attention.c:
- * thread 0 alone at short contexts, every thread beyond).
+ * the next matrix, so that DRAM keeps working while thread 0 runs the next norm.  A layer's
+ * attention runs in the same region (attention.c: thread 0 alone at short contexts, every
+ * thread beyond).
  *
  * The LM head, when given, ends the same region: thread 0 normalises and preps, every thread
  * claims head rows and writes their float logits.
@@ -66,8 +67,7 @@ typedef struct plan {
 static void split_step(const ryz_decode_step *s, plan *p) {
     const int64_t tiles = ryz_row_tiles(p->k, &p->a), bytes = ryz_tile_bytes(p->k, &p->a);
     p->rows = p->a.Mp / tiles;
-    p->half = s->epilogue == RYZ_EPI_SQRELU_GATE && p->a.Mp == s->M && tiles % 2 == 0 &&
-              tiles / 2 * p->rows == s->M / 2 ? tiles / 2 : 0;
+    p->half = s->epilogue == RYZ_EPI_SQRELU_GATE && p->a.Mp == s->M && tiles % 2 == 0 ? tiles / 2 : 0;
     p->items = p->half ? p->half : tiles;
     p->chunk = ryz_chunk_items(p->half ? 2 * bytes : bytes);
 }

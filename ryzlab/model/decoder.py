@@ -299,7 +299,7 @@ class Model:
             # The caller keeps the logits: the head writes them into a new array rather than into
             # the model's buffer, which a copy would read back cold (~70 us of a 20 ms token).
             logits = np.empty_like(self._logits)
-            head.logits = _native.ffi.cast("float *", logits.ctypes.data)
+            head.logits = _native.ptr(logits, "float")
         try:
             self._token.run(pos, cfg.norm_eps, MIN_ABSMAX, threads, seconds)
         finally:

@@ -55,8 +55,14 @@ typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
 #ifndef RYZ_PREFETCH_HINT
 #define RYZ_PREFETCH_HINT _MM_HINT_T1
 #endif
+/* __builtin_prefetch, not _mm_prefetch: GCC 12 deleted every _mm_prefetch of
+ * head_i4_avx512vnni.c at -O1 and above (its local-pure-const pass marks the not-yet-inlined
+ * intrinsic const, so the calls are dead), and that head then streamed DRAM at two thirds of
+ * the read probe (kernels_c/README.md, "The int4 LM head").  The arguments are _mm_prefetch's:
+ * bit 2 of the hint is the write flag, bits 0-1 the locality. */
 static inline void ryz_prefetch(const void *p) {
-    if (RYZ_PREFETCH_BYTES > 0) _mm_prefetch((const char *)p + RYZ_PREFETCH_BYTES, RYZ_PREFETCH_HINT);
+    if (RYZ_PREFETCH_BYTES > 0)
+        __builtin_prefetch((const char *)p + RYZ_PREFETCH_BYTES, (RYZ_PREFETCH_HINT >> 2) & 1, RYZ_PREFETCH_HINT & 3);
 }
 
 /* Work split for streaming loops (decode GEMVs, LM heads): n items in T contiguous blocks, one

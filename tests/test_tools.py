@@ -34,3 +34,6 @@ def test_ab_attention_compares_two_builds(lib_path):
 def test_ab_libs_compares_two_builds(lib_path):
     out = _run("tools/ab_libs.py", lib_path, lib_path, "--model", "tiny", "--rounds", "2", "--pos", "3")
     assert out.count("first/this") == 2
+    out = _run("tools/ab_libs.py", lib_path, lib_path, "--model", "tiny", "--rounds", "2", "--part", "head",
+               "--head", "int4", "--cold")
+    assert out.count("first/this") == 2 and "caches evicted" in out

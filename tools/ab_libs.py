@@ -8,7 +8,9 @@ Generates the model once (random weights, the package's own library), then times
 a token through each library in turn, the order reversed every other round: ``--part
 layers``, ``ryz_decode_steps`` over all the layers (ternary GEMVs with their norms and
 epilogues, and attention at position ``--pos``), or ``--part head``, the LM head's GEMV
-(``--head int8`` or ``int4``).  Prints each library's median seconds, the median over rounds of
+(``--head int8`` or ``int4``).  ``--cold`` reads twice the last-level cache between calls: on
+a host whose L3 holds much of the part (the 2B-4T int4 head is 185 MB; an Emerald Rapids VM
+reports a 300 MiB L3) back-to-back calls time a half-warm cache, not DRAM.  Prints each library's median seconds, the median over rounds of
 (first library's time / this one's), and the part's bytes per second.  Same-process alternation
 cancels most of a shared host's drift, which separate runs do not (the read bandwidth of this
 project's VMs moves by 30 % within minutes).  Every library must have the ABI of the package's
@@ -21,9 +23,13 @@ from __future__ import annotations
 import argparse
 import time
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ryzlab.core import native
+from ryzlab.core.topology import last_level_cache_bytes
+from ryzlab.measure.harness import aligned_bytes
 from ryzlab.model import Model
 from ryzlab.model.ops import MIN_ABSMAX
 
@@ -39,6 +45,7 @@ def main() -> int:
     ap.add_argument("--part", choices=["layers", "head"], default="layers")
     ap.add_argument("--head", choices=["int8", "int4"], default="int8")
     ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--cold", action="store_true", help="evict the caches before every timed call")
     args = ap.parse_args()
 
     m = Model.generate(args.model, seed=0, kernel=args.kernel, head=args.head, max_context=args.pos + 4)
@@ -54,19 +61,36 @@ def main() -> int:
         return lib.ryz_decode_steps(chain.c, chain.count, native.ffi.NULL, args.pos, m.config.norm_eps, MIN_ABSMAX,
                                     args.threads, seconds)
 
+    evict = cache_evictor(args.threads) if args.cold else (lambda: None)
     times: list[list[float]] = [[] for _ in libs]
     for r in range(args.rounds):
         order = list(range(len(libs))) if r % 2 == 0 else list(reversed(range(len(libs))))
         for i in order:
+            evict()
             t = time.perf_counter()
             rc = run(libs[i])
             times[i].append(time.perf_counter() - t)
             native.check(rc, f"{args.part} through {args.libs[i]}")
     nbytes = m.bytes_per_token()["ternary" if args.part == "layers" else "head"]
     print(f"{args.model}, kernel {m.kernel}, {args.head} head, {args.threads} thread(s), part {args.part}"
-          f"{f', attention at position {args.pos}' if args.part == 'layers' else ''}, {args.rounds} alternating rounds")
+          f"{f', attention at position {args.pos}' if args.part == 'layers' else ''}, {args.rounds} alternating rounds"
+          f"{', caches evicted before each call' if args.cold else ''}")
     print_ratios(args.libs, times, nbytes)
     return 0
+
+
+def cache_evictor(threads: int) -> Callable[[], None]:
+    """A call that reads a buffer of twice the last-level cache on ``threads`` threads (the
+    read probe's stream method), leaving the caches full of other data."""
+    lib, ffi = native.lib(), native.ffi
+    buf = aligned_bytes(2 * last_level_cache_bytes())
+    seconds, checksum = ffi.new("double *"), ffi.new("unsigned long long *")
+    p = native.ptr(buf, "unsigned char")
+
+    def evict() -> None:
+        native.check(lib.ryz_read_bandwidth(p, buf.nbytes, threads, lib.RYZ_READ_STREAMS, 1, seconds, checksum),
+                     "cache eviction")
+    return evict
 
 
 def print_ratios(paths: list[str], times: list[list[float]], nbytes: float) -> None:

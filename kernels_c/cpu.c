@@ -52,6 +52,16 @@ unsigned long long ryz_cpu_features(void) {
  * absent by dispatch and by every entry point's check. */
 void ryz_set_feature_mask(unsigned long long mask) { feature_mask = mask; }
 
+/* 1 on an AMD CPU (cpuid vendor "AuthenticAMD"): a cost model, not a feature, so no mask. */
+int ryz_cpu_is_amd(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        unsigned a, b, c, d;
+        cached = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;
+    }
+    return cached;
+}
+
 const char *ryz_cpu_feature_name(int bit) {
     if (bit < 0 || bit >= (int)(sizeof feature_names / sizeof *feature_names)) return 0;
     return feature_names[bit];

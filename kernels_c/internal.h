@@ -12,6 +12,9 @@
 #include "ryzlab.h"
 
 
+/* 1 on AMD CPUs, where some instructions cost differently (mad_t5_avx512vnni.c), else 0. */
+int ryz_cpu_is_amd(void);
+
 /* CPU feature bits (ryz_cpu_features).  Names in cpu.c. */
 enum {
     RYZ_F_AVX2 = 1u << 0,

@@ -5,15 +5,23 @@
  * 243), v = sum c_i 3^(4-i).  Digit i is floor(3 q_i / 256) with q_0 = q, q_(i+1) = 3 q_i mod
  * 256 (llama.cpp TQ1_0's idea), see t5_digits below.
  *
- * Decode by table: a byte has 256 values, and vpermi2b looks up 128 byte entries (two
- * registers), so two merge-masked vpermi2b give any 256-entry byte table: the first looks up
- * the upper half where q >= 128 (elsewhere it keeps q), the second the lower half where
- * q < 128 (elsewhere it keeps the first result); no blend.  Two such tables turn a vector of
- * q into A = c0 | c1 << 2 | c2 << 4 and B = c3 | c4 << 2, and from there it is the 2-bit
- * kernel's trick (mad_avx512vnni.c): each field is masked in place, giving 4^s * c, vpdpbusd
- * multiplies it by the plane's 64 activations, and one accumulator per scale 1, 4, 16 is
- * shifted back once at the end.  Per 64 bytes (320 weights): 4 vpermi2b, 5 and, 5 vpdpbusd.
- * The tables are computed at the start of a call from the definition (~100 instructions).
+ * Decode by table: two 256-entry byte tables turn a vector of q into A = c0 | c1 << 2 |
+ * c2 << 4 and B = c3 | c4 << 2, and from there it is the 2-bit kernel's trick
+ * (mad_avx512vnni.c): each field is masked in place, giving 4^s * c, vpdpbusd multiplies it
+ * by the plane's 64 activations, and one accumulator per scale 1, 4, 16 is shifted back once
+ * at the end.  Per 64 bytes (320 weights): the two lookups, 5 and, 5 vpdpbusd.  The tables
+ * are computed at the start of a call from the definition (~100 instructions).
+ *
+ * A 256-entry lookup, two ways (the lookups bound the kernel, so the CPU's costs choose):
+ *   vpermi2b  two merge-masked vpermi2b of 128 entries each: the first looks up the upper
+ *             half where q >= 128 (elsewhere it keeps q), the second the lower half where
+ *             q < 128 (elsewhere it keeps the first result).  On AMD Zen 4 a vpermi2b costs
+ *             about 1.5 cycles: AMD's choice.
+ *   vpermb    four vpermb of 64 entries, the last three merge-masked by bit 6, bit 7 and
+ *             both (later ones overwrite).  On Intel a zmm vpermi2b is 3 uops (2 on port 5)
+ *             and a vpermb 1, so 8 vpermb beat 4 vpermi2b: 1.10x for the 2B-4T layers on an
+ *             Emerald Rapids VM, 1 and 2 threads (kernels_c/README.md).  Everyone else's.
+ * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice (read per call: tests, A/B timings).
  *
  * Exact for every K below 2^24 (the library accepts K <= RYZ_MAX_K = 2^23): a block adds to an int32 lane at most
  * 2 fields * 4 bytes * 4 * 2 * 128 = 2^13 (scale 4) or 4 * 16 * 2 * 128 = 2^14 (scale 16), and
@@ -22,6 +30,8 @@
  * wrapping int32 adds and sum(c * x) - sum(x) = sum(w * x) fits in int32, so the result is
  * exact. */
 #include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "simd_avx512.h"
@@ -41,14 +51,43 @@ static inline void t5_digits(__m512i q, __m512i d[5]) {
     }
 }
 
-/* 256-entry table lookup: t[0..1] hold entries 0-127, t[2..3] entries 128-255. */
-static inline __m512i lookup256(const __m512i t[4], __m512i q, __mmask64 high) {
-    const __m512i u = _mm512_mask2_permutex2var_epi8(t[2], q, high, t[3]);
-    return _mm512_mask2_permutex2var_epi8(t[0], u, (__mmask64)~high, t[1]);
+/* Which bits of q select a table quarter: bit 7 (both ways), bit 6 and both (vpermb only). */
+typedef struct quarters {
+    __mmask64 b7, b6, b76;
+} quarters;
+
+static inline __attribute__((always_inline)) quarters quarters_of(__m512i q, const int by_vpermb) {
+    quarters k = {_mm512_movepi8_mask(q), 0, 0};
+    if (by_vpermb) {
+        k.b6 = _mm512_test_epi8_mask(q, _mm512_set1_epi8(0x40));
+        k.b76 = _kand_mask64(k.b6, k.b7);
+    }
+    return k;
 }
 
-void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
-                               int64_t m_base) {
+/* 256-entry table lookup: t[p] holds entries 64p .. 64p + 63. */
+static inline __attribute__((always_inline)) __m512i lookup256(const __m512i t[4], __m512i q, quarters k,
+                                                               const int by_vpermb) {
+    if (by_vpermb) {
+        __m512i r = _mm512_permutexvar_epi8(q, t[0]);
+        r = _mm512_mask_permutexvar_epi8(r, k.b6, q, t[1]);
+        r = _mm512_mask_permutexvar_epi8(r, k.b7, q, t[2]);
+        return _mm512_mask_permutexvar_epi8(r, k.b76, q, t[3]);
+    }
+    const __m512i u = _mm512_mask2_permutex2var_epi8(t[2], q, k.b7, t[3]);
+    return _mm512_mask2_permutex2var_epi8(t[0], u, (__mmask64)~k.b7, t[1]);
+}
+
+static int lookup_by_vpermb(void) {
+    const char *e = getenv("RYZLAB_T5_LOOKUP");
+    if (e && !strcmp(e, "vpermb")) return 1;
+    if (e && !strcmp(e, "vpermi2b")) return 0;
+    return !ryz_cpu_is_amd();
+}
+
+/* The kernel for a compile-time lookup (both instances are specialised). */
+static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y,
+                                                      int64_t ldy, int64_t m_base, const int by_vpermb) {
     const int64_t blocks = a->Kp / 320;
     /* Tables A (c0 | c1 << 2 | c2 << 4) and B (c3 | c4 << 2) over all 256 byte values. */
     __m512i ta[4], tb[4];
@@ -75,8 +114,8 @@ void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_
                 for (int r = 0; r < ROWS; r++) {
                     ryz_prefetch(w + (kb * ROWS + r) * 64);
                     const __m512i q = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
-                    const __mmask64 high = _mm512_movepi8_mask(q);
-                    const __m512i va = lookup256(ta, q, high), vb = lookup256(tb, q, high);
+                    const quarters k = quarters_of(q, by_vpermb);
+                    const __m512i va = lookup256(ta, q, k, by_vpermb), vb = lookup256(tb, q, k, by_vpermb);
                     acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
                     acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));
                     acc[r][2] = ryz_dpbusd(acc[r][2], _mm512_and_si512(va, m2), _mm512_load_si512(xb + 128));
@@ -94,4 +133,12 @@ void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }
+}
+
+void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
+                               int64_t m_base) {
+    if (lookup_by_vpermb())
+        run(a, t0, t1, y, ldy, m_base, 1);
+    else
+        run(a, t0, t1, y, ldy, m_base, 0);
 }

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import ryzlab
 from ryzlab import reference
+from ryzlab.core.kernels import info as kernel_info
 from ryzlab.core.validate import max_k
 
 # K around every block and group boundary of every format (pairs, 4, 16, 256, 320).
@@ -67,6 +68,28 @@ def test_every_base3_code(kernel):
     x = rng.integers(-128, 128, size=(3, 320), dtype=np.int8)
     x[0] = -128
     np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
+
+
+@pytest.mark.parametrize("lookup", ["vpermb", "vpermi2b"])
+def test_t5_avx512_lookups(monkeypatch, lookup):
+    """mad_t5_avx512vnni has two ways to look up its 256-entry tables (the CPU's vendor picks
+    one; RYZLAB_T5_LOOKUP forces it): each on the edge grid, every base-3 code, -128 and
+    several threads."""
+    name = "mad_t5_avx512vnni"
+    if not kernel_info(name).supported:
+        pytest.skip(f"{name} needs {'+'.join(kernel_info(name).features)}, which this CPU lacks")
+    monkeypatch.setenv("RYZLAB_T5_LOOKUP", lookup)
+    rng = np.random.default_rng(14)
+    for K in K_GRID:
+        for M in M_GRID[::3]:
+            w, x = problem(rng, M, K, 3)
+            x[0] = -128
+            np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=name, threads=1), reference.gemm(w, x),
+                                          err_msg=f"{lookup} M={M} K={K}")
+    test_every_base3_code(name)
+    w, x = problem(rng, 70, 1030, 5)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=name, threads=threads), reference.gemm(w, x))
 
 
 @pytest.mark.parametrize("wv, xv", [(1, -128), (-1, -128)])

@@ -6,7 +6,8 @@ to its ceiling measured in the same run.
 One repetition (:func:`bench_model`): reset the model to position 0, prefill ``prompt`` random
 tokens (:meth:`Model.prefill`, GEMMs with N = prompt; timed: **pp**), then ``gen`` greedy decode
 steps from there (:meth:`Model.step`; timed together: **tg**).  After each repetition one sample
-of the compute probe and :data:`READ_SAMPLES_PER_REP` of the DRAM read probe run at the same
+of the compute probe and :data:`READ_SAMPLES_PER_REP` of the read probe (on a buffer of one
+generated token's bytes: :meth:`ReadBench.for_working_set`) run at the same
 thread count, so the ceilings see the same minutes as the model.  ``warmup`` untimed repetitions come first.
 
 * pp tok/s = prompt / prefill seconds; its ceiling is compute: the int8 multiply-accumulate rate
@@ -93,7 +94,10 @@ def bench_model(model_name: str, prompt: int = 512, gen: int = 128, threads: int
     # iterations calibrated on one thread (50 ms of work per thread and sample): see ComputeBench
     compute = (ComputeBench(probe_name, threads, iters=ComputeBench(probe_name, 1, min_sample_s=0.05).iters)
                if probe_name else None)
-    read = ReadBench(threads)
+    b = model.bytes_per_token()
+    kv = cfg.kv_bytes_per_position() * (prompt + (gen + 1) / 2)  # mean over the gen steps' contexts
+    bytes_tok = b["ternary"] + b["head"] + kv
+    read = ReadBench.for_working_set(threads, bytes_tok)  # the caches a generated token meets
 
     pp_s, tg_s, mac_s, read_s, pp_cats, tg_cats, generated = [], [], [], [], [], [], []
     for r in range(warmup + reps):
@@ -125,9 +129,6 @@ def bench_model(model_name: str, prompt: int = 512, gen: int = 128, threads: int
     pp, tg = stats.summarize(pp_s), stats.summarize(tg_s)
     pp_tok_s, tg_tok_s = prompt / pp["median_s"], gen / tg["median_s"]
     macs = cfg.ternary_weights
-    b = model.bytes_per_token()
-    kv = cfg.kv_bytes_per_position() * (prompt + (gen + 1) / 2)  # mean over the gen steps' contexts
-    bytes_tok = b["ternary"] + b["head"] + kv
     read_gbps = read.nbytes / float(np.median(read_s)) / 1e9
     r = {
         "model": cfg.name, "kernel": k, "head": head, "threads": int(threads), "prompt": prompt, "gen": gen, "reps": reps,

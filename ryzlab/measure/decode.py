@@ -11,14 +11,15 @@ What one measurement does (:func:`measure_decode`):
    forward passes first.  Decode cost depends on how many positions are cached, not on
    their values; the tokens produced are not those a real prompt would give.
 3. Runs ``warmup`` untimed tokens, then ``tokens`` timed greedy tokens (each step timed
-   whole and by category), each followed by one sample of the DRAM read bandwidth at the same
-   thread count (:class:`ReadBench`); the bandwidth is the median of those samples (samples
+   whole and by category), each followed by one sample of the read bandwidth at the same
+   thread count (:meth:`ReadBench.for_working_set`: a buffer of one token's bytes, so the
+   probe meets the caches the token meets); the bandwidth is the median of those samples (samples
    before and after the tokens are reported too).  On a shared machine the bandwidth drifts,
    so shares of it are medians over tokens of each token's rate over the sample after it.
 4. Reports tok/s = 1 / median step time (a step is one token); the bytes one token streams
    (packed ternary weights, the LM head chosen with ``--head`` (int8 by default), float32 KV cache at the step's context; mean over the
    timed tokens); roofline tok/s = bandwidth / bytes per token, i.e. the speed if every byte
-   came from DRAM at the measured read bandwidth and nothing else cost time; the share of it
+   came from memory at the measured read bandwidth and nothing else cost time; the share of it
    reached; the ternary layers alone (ternary bytes / median time in the ternary GEMVs,
    vs the bandwidth); the per-category breakdown (mean ms per token and % of the mean step);
    and the process's peak RSS.
@@ -98,7 +99,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     prefill_s = time.perf_counter() - t
     model.reset_timings()
 
-    probe = ReadBench(threads)
+    b = model.bytes_per_token()
+    probe = ReadBench.for_working_set(threads, b["ternary"] + b["head"] + b["kv"])
     bw_before = [probe.sample() for _ in range(bandwidth_samples)]
     tok = int(np.random.default_rng(seed).integers(cfg.vocab))
     generated, step_s, cats, kv_bytes, bw_between = [], [], [], [], []

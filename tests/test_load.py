@@ -197,13 +197,11 @@ def test_cli_generate_errors(capsys):
     assert len(capsys.readouterr().out.split()) == 2
 
 
-def test_decode_measurement_accepts_a_checkpoint(monkeypatch):
+def test_decode_measurement_accepts_a_checkpoint():
     """``python -m ryzlab decode --model PATH`` hands the path to measure_decode."""
     from ryzlab.measure import decode
-    from ryzlab.measure.harness import ReadBench
 
-    # a small bandwidth probe: this checks the loading, not the bandwidth
-    monkeypatch.setattr(decode, "ReadBench", lambda threads: ReadBench(threads, nbytes=1 << 20))
+    # the probe reads a buffer of the tiny model's bytes per token (ReadBench.for_working_set)
     r = decode.measure_decode(str(GOLDEN / "small256"), threads=1, tokens=1, warmup=0, bandwidth_samples=1)
     assert r["model"] == "small256" and r["seed"] is None and len(r["generated"]) == 1
 

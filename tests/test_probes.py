@@ -39,3 +39,11 @@ def test_probe_refuses_bad_calls():
     assert lib.ryz_read_bandwidth(p, 4096, 1, 7, 1, seconds, checksum) == lib.RYZ_EARG
     assert lib.ryz_read_bandwidth(p + 1, 4096, 1, 0, 1, seconds, checksum) == lib.RYZ_EARG  # unaligned
     assert lib.ryz_read_bandwidth(p, 4096, 10**6, 0, 1, seconds, checksum) == lib.RYZ_ELIMIT
+
+
+def test_working_set_probe_reads_whole_lines_for_every_thread():
+    """decode's and bench-model's probe: a buffer of one token's bytes, rounded up to lines,
+    at least one line per thread."""
+    assert ReadBench.for_working_set(2, 1000.5).nbytes == 1024
+    assert ReadBench.for_working_set(3, 10).nbytes == 3 * 64
+    assert ReadBench.for_working_set(1, 1 << 20).summary([0.001])["bytes"] == 1 << 20

@@ -19,8 +19,9 @@
  *             about 1.5 cycles: AMD's choice.
  *   vpermb    four vpermb of 64 entries, the last three merge-masked by bit 6, bit 7 and
  *             both (later ones overwrite).  On Intel a zmm vpermi2b is 3 uops (2 on port 5)
- *             and a vpermb 1, so 8 vpermb beat 4 vpermi2b: 1.10x for the 2B-4T layers on an
- *             Emerald Rapids VM, 1 and 2 threads (kernels_c/README.md).  Everyone else's.
+ *             by published instruction tables and a vpermb 1, so 8 vpermb beat 4 vpermi2b:
+ *             the 2B-4T layers 1.04x faster with cold caches on an Emerald Rapids VM, 1 and
+ *             2 threads (kernels_c/README.md).  Everyone else's.
  * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice (read per call: tests, A/B timings).
  *
  * Exact for every K below 2^24 (the library accepts K <= RYZ_MAX_K = 2^23): a block adds to an int32 lane at most

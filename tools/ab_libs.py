@@ -29,7 +29,7 @@ import numpy as np
 
 from ryzlab.core import native
 from ryzlab.core.topology import last_level_cache_bytes
-from ryzlab.measure.harness import aligned_bytes
+from ryzlab.measure.harness import ReadBench
 from ryzlab.model import Model
 from ryzlab.model.ops import MIN_ABSMAX
 
@@ -80,17 +80,9 @@ def main() -> int:
 
 
 def cache_evictor(threads: int) -> Callable[[], None]:
-    """A call that reads a buffer of twice the last-level cache on ``threads`` threads (the
-    read probe's stream method), leaving the caches full of other data."""
-    lib, ffi = native.lib(), native.ffi
-    buf = aligned_bytes(2 * last_level_cache_bytes())
-    seconds, checksum = ffi.new("double *"), ffi.new("unsigned long long *")
-    p = native.ptr(buf, "unsigned char")
-
-    def evict() -> None:
-        native.check(lib.ryz_read_bandwidth(p, buf.nbytes, threads, lib.RYZ_READ_STREAMS, 1, seconds, checksum),
-                     "cache eviction")
-    return evict
+    """A call that reads a buffer of twice the last-level cache on ``threads`` threads (one
+    pass of the read probe's stream method), leaving the caches full of other data."""
+    return ReadBench(threads, 2 * last_level_cache_bytes(), min_sample_s=0.0, method="streams").sample
 
 
 def print_ratios(paths: list[str], times: list[list[float]], nbytes: float) -> None:

@@ -170,7 +170,7 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_byt
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
     uintptr_t aligned = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
-    *a = (ryz_args){packed, M, K, Mp, Kp, N, (const int8_t *)x, (uint8_t *)aligned, k->ws_stride(Kp)};
+    *a = (ryz_args){packed, M, K, Mp, Kp, N, (const int8_t *)x, (uint8_t *)aligned, k->ws_stride(Kp), k->variant()};
     *kout = k;
     return RYZ_OK;
 }

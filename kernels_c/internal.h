@@ -37,6 +37,7 @@ typedef struct ryz_args {
     const int8_t *x;
     uint8_t *ws;
     int64_t ws_stride;
+    int variant;  /* the kernel's code path, chosen once per call (kernels.def, "variant") */
 } ryz_args;
 
 /* Prepare tokens [n0, n1) of the activations into the workspace. */
@@ -257,9 +258,10 @@ void ryz_sqrelu_gate_rows(const int *yg, const int *yu, const float *sg, const f
 int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double eps, double min_absmax,
                              signed char *q, float *scale);
 
-/* Kernel entry points, one per kernels.def line. */
-#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
-    void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base);
+/* Kernel entry points and their code-path choosers, one per kernels.def line. */
+#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr, variant) \
+    void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy, int64_t m_base); \
+    int ryz_variant_##variant(void);
 #include "kernels.def"
 #undef RYZ_KERNEL
 

@@ -7,8 +7,17 @@
  * is an exact multiple of 4^s and is shifted back, and sum(c * x) = sum(w * x) + sum(x), so
  * the token's sum(x) is subtracted once.  Exact: |4^s * c * x| <= 2^14, so int32 holds any
  * K below 2^17 * 64; the non-saturating vpdpbusd never clips.  Four rows share each
- * activation load, and one shuffle tree reduces the four rows' accumulators at the end. */
+ * activation load, and one shuffle tree reduces the four rows' accumulators at the end.
+ *
+ * Software prefetch of the weight stream (ryz_prefetch) is on for Intel and off for AMD: on
+ * the Zen 4 VM the 2B-4T layers ran 1.08-1.11x faster without it on 2 threads and 1.17-1.26x
+ * on 1 (cold caches, tools/ab_libs.py; kernels_c/README.md, "Memory layout and prefetch"),
+ * where this loop's four vpdpbusd per line leave the hardware prefetcher enough time.
+ * RYZLAB_MAD_PREFETCH=on|off overrides the choice (read once per call, by ryz_setup_args:
+ * tests, A/B timings). */
 #include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "simd_avx512.h"
@@ -16,8 +25,17 @@
 
 #define ROWS 4
 
-void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
-                            int64_t m_base) {
+int ryz_variant_mad_avx512vnni(void) {
+    const char *e = getenv("RYZLAB_MAD_PREFETCH");
+    if (e && !strcmp(e, "on")) return 1;
+    if (e && !strcmp(e, "off")) return 0;
+    return !ryz_cpu_is_amd();
+}
+
+/* The kernel with or without the weight prefetch (both instances are specialised); variant 1
+ * prefetches. */
+static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y,
+                                                      int64_t ldy, int64_t m_base, const int pf) {
     const int64_t blocks = a->Kp / 256;
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c);
     const __m512i m2 = _mm512_set1_epi8(0x30), m3 = _mm512_set1_epi8((char)0xc0);
@@ -34,7 +52,7 @@ void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *
                 const __m512i x2 = _mm512_load_si512(x + 256 * kb + 128);
                 const __m512i x3 = _mm512_load_si512(x + 256 * kb + 192);
                 for (int r = 0; r < ROWS; r++) {
-                    ryz_prefetch(w + (kb * ROWS + r) * 64);
+                    if (pf) ryz_prefetch(w + (kb * ROWS + r) * 64);
                     const __m512i v = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
                     acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(v, m0), x0);
                     acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(v, m1), x1);
@@ -53,4 +71,12 @@ void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *
             ryz_store_rows(out, ROWS, t * ROWS, a->M, y, ldy, n, m_base);
         }
     }
+}
+
+void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
+                            int64_t m_base) {
+    if (a->variant)
+        run(a, t0, t1, y, ldy, m_base, 1);
+    else
+        run(a, t0, t1, y, ldy, m_base, 0);
 }

@@ -22,7 +22,8 @@
  *             by published instruction tables and a vpermb 1, so 8 vpermb beat 4 vpermi2b:
  *             the 2B-4T layers 1.04x faster with cold caches on an Emerald Rapids VM, 1 and
  *             2 threads (kernels_c/README.md).  Everyone else's.
- * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice (read per call: tests, A/B timings).
+ * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice (read once per call, by ryz_setup_args:
+ * tests, A/B timings; variant 1 is vpermb).
  *
  * Exact for every K below 2^24 (the library accepts K <= RYZ_MAX_K = 2^23): a block adds to an int32 lane at most
  * 2 fields * 4 bytes * 4 * 2 * 128 = 2^13 (scale 4) or 4 * 16 * 2 * 128 = 2^14 (scale 16), and
@@ -79,7 +80,7 @@ static inline __attribute__((always_inline)) __m512i lookup256(const __m512i t[4
     return _mm512_mask2_permutex2var_epi8(t[0], u, (__mmask64)~k.b7, t[1]);
 }
 
-static int lookup_by_vpermb(void) {
+int ryz_variant_mad_t5_avx512vnni(void) {
     const char *e = getenv("RYZLAB_T5_LOOKUP");
     if (e && !strcmp(e, "vpermb")) return 1;
     if (e && !strcmp(e, "vpermi2b")) return 0;
@@ -138,7 +139,7 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
 
 void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
                                int64_t m_base) {
-    if (lookup_by_vpermb())
+    if (a->variant)
         run(a, t0, t1, y, ldy, m_base, 1);
     else
         run(a, t0, t1, y, ldy, m_base, 0);

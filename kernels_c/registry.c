@@ -12,12 +12,14 @@ const ryz_format ryz_formats[] = {
 };
 
 const ryz_kernel_entry ryz_kernels[] = {
-#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr) \
+#define RYZ_KERNEL(name, isa, method, feat, fmt, prep, rank, ukr, variant) \
     {{#name, #isa, "", #fmt, #method, 0, rank, 0, 0}, feat, RYZ_FMT_##fmt, ryz_prep_##prep, \
-     ryz_ws_stride_##prep, ryz_run_##name, &ryz_ukr_##ukr},
+     ryz_ws_stride_##prep, ryz_run_##name, &ryz_ukr_##ukr, ryz_variant_##variant},
 #include "kernels.def"
 #undef RYZ_KERNEL
 };
+
+int ryz_variant_none(void) { return 0; }
 
 enum { N_KERNELS = sizeof ryz_kernels / sizeof *ryz_kernels };
 

@@ -32,6 +32,7 @@ typedef struct ryz_kernel_entry {
     int64_t (*ws_stride)(int64_t Kp);
     ryz_run_fn run;
     const ryz_ukr *ukr;   /* the blocked GEMM's microkernel in this kernel's ISA tier */
+    int (*variant)(void); /* the code path for this CPU, into ryz_args.variant (kernels.def) */
 } ryz_kernel_entry;
 
 extern const ryz_format ryz_formats[];

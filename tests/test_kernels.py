@@ -69,21 +69,25 @@ def test_every_base3_code(kernel):
     np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
 
 
-@pytest.mark.parametrize("kernel", ["mad_t5_avx512vnni"], indirect=True)  # the fixture skips a missing ISA
-@pytest.mark.parametrize("lookup", ["vpermb", "vpermi2b"])
-def test_t5_avx512_lookups(kernel, monkeypatch, lookup):
-    """mad_t5_avx512vnni has two ways to look up its 256-entry tables (the CPU's vendor picks
-    one; RYZLAB_T5_LOOKUP forces it): each on the edge grid, every base-3 code, -128 and
-    several threads."""
+# Kernels with CPU-dependent code paths (kernels.def, "variant") and the variable that forces each.
+VARIANTS = [("mad_t5_avx512vnni", "RYZLAB_T5_LOOKUP", "vpermb"), ("mad_t5_avx512vnni", "RYZLAB_T5_LOOKUP", "vpermi2b"),
+            ("mad_avx512vnni", "RYZLAB_MAD_PREFETCH", "on"), ("mad_avx512vnni", "RYZLAB_MAD_PREFETCH", "off")]
+
+
+@pytest.mark.parametrize("kernel, var, value", VARIANTS, indirect=["kernel"])  # the fixture skips a missing ISA
+def test_code_path_variants(kernel, monkeypatch, var, value):
+    """Both code paths of each kernel that picks one by CPU (mad_t5_avx512vnni's table lookups
+    by vpermb or vpermi2b, mad_avx512vnni's weight prefetch on or off), forced by their
+    variable: each on the edge grid, every base-3 code, -128 and several threads."""
     name = kernel
-    monkeypatch.setenv("RYZLAB_T5_LOOKUP", lookup)
+    monkeypatch.setenv(var, value)
     rng = np.random.default_rng(14)
     for K in K_GRID:
         for M in M_GRID[::3]:
             w, x = problem(rng, M, K, 3)
             x[0] = -128
             np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=name, threads=1), reference.gemm(w, x),
-                                          err_msg=f"{lookup} M={M} K={K}")
+                                          err_msg=f"{var}={value} M={M} K={K}")
     test_every_base3_code(name)
     w, x = problem(rng, 70, 1030, 5)
     for threads in (2, 3):

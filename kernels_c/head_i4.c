@@ -37,7 +37,7 @@
 
 void ryz_head4_tiles_avx512vnni(const uint8_t *packed, int64_t tile_bytes, int64_t Kp, int G,
                                 const int8_t *x, const int32_t *xs8, int64_t t0, int64_t t1,
-                                float *out);
+                                float *out, int64_t prefetch);
 
 static int check_shape(long long M, long long K, int G) {
     if (M < 1 || K < 1 || (G != 32 && G != 64)) return RYZ_EARG;
@@ -174,7 +174,8 @@ int ryz_head4_row(const unsigned char *packed, long long packed_bytes, long long
 
 /* The scalar tier: the same integers and the same float operations in the same order. */
 static void tiles_scalar(const uint8_t *packed, int64_t tb, int64_t Kp, int G, const int8_t *x,
-                         const int32_t *xs8, int64_t t0, int64_t t1, float *out) {
+                         const int32_t *xs8, int64_t t0, int64_t t1, float *out, int64_t prefetch) {
+    (void)prefetch;
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *tile = packed + t * tb;
         for (int r = 0; r < T; r++) {
@@ -219,7 +220,8 @@ static void prep_i4(const ryz_head_plan *p, const signed char *x) {
 
 /* Tiles [t0, t1): y[m], or logits[m] = y[m] / x_scale when logits is given. */
 static void rows_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float *y, float *logits, float x_scale) {
-    void (*run)(const uint8_t *, int64_t, int64_t, int, const int8_t *, const int32_t *, int64_t, int64_t, float *) =
+    void (*run)(const uint8_t *, int64_t, int64_t, int, const int8_t *, const int32_t *, int64_t, int64_t, float *,
+                int64_t) =
         has_vnni() ? ryz_head4_tiles_avx512vnni : tiles_scalar;
     const int8_t *xp = (const int8_t *)p->scratch;
     const int32_t *xs8 = (const int32_t *)(xp + p->Kp);
@@ -227,7 +229,7 @@ static void rows_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float *y, fl
     float buf[BATCH * T];
     for (int64_t b = t0; b < t1; b += BATCH) {
         const int64_t e = b + BATCH < t1 ? b + BATCH : t1;
-        run(p->packed, p->tile_bytes, p->Kp, p->group, xp, xs8, b, e, buf);
+        run(p->packed, p->tile_bytes, p->Kp, p->group, xp, xs8, b, e, buf, p->prefetch);
         const int64_t m_end = e * T < p->M ? e * T : p->M;
         if (logits)
             for (int64_t m = b * T; m < m_end; m++) logits[m] = buf[m - b * T] / x_scale;
@@ -240,6 +242,22 @@ static void run_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale
     rows_i4(p, t0, t1, (float *)p->y, logits, x_scale);
 }
 
+/* How far ahead the AVX-512 tiles prefetch their weights: 2 KiB on AMD, RYZ_PREFETCH_BYTES
+ * (16 KiB) elsewhere.  On the Zen 4 VM the 2B-4T int4 head ran 1.37x faster on 1 thread and
+ * 1.09-1.10x on 2 with 1-2 KiB than with 16 KiB, and no faster from 3 KiB on (cold caches,
+ * tools/ab_libs.py --part head --head int4, 2026-12-05; kernels_c/README.md, "The int4 LM
+ * head"); on the Emerald Rapids VM 16 KiB gave the 1.41-1.48x of the prefetch fix.
+ * RYZLAB_HEAD4_PREFETCH=<bytes> (0 to 1 MiB) forces a distance (experiments). */
+static int64_t prefetch_distance(void) {
+    const char *e = getenv("RYZLAB_HEAD4_PREFETCH");
+    if (e && *e) {
+        char *end;
+        const long long v = strtoll(e, &end, 10);
+        if (!*end && v >= 0 && v <= (1 << 20)) return v;
+    }
+    return ryz_cpu_is_amd() ? 2048 : RYZ_PREFETCH_BYTES;
+}
+
 static void plan_i4(const unsigned char *packed, long long M, long long K, int G, unsigned char *ws,
                     ryz_head_plan *p) {
     p->Kp = kp_of(K, G), p->M = M, p->K = K, p->group = G, p->packed = packed;
@@ -247,6 +265,7 @@ static void plan_i4(const unsigned char *packed, long long M, long long K, int G
     p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     p->prep = prep_i4, p->run = run_i4;
     p->chunk = 64;
+    p->prefetch = prefetch_distance();
 }
 
 int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {

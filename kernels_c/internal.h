@@ -64,9 +64,11 @@ typedef void (*ryz_run_fn)(const ryz_args *a, int64_t t0, int64_t t1,
  * intrinsic const, so the calls are dead), and that head then streamed DRAM at two thirds of
  * the read probe (kernels_c/README.md, "The int4 LM head").  The arguments are _mm_prefetch's:
  * bit 2 of the hint is the write flag, bits 0-1 the locality. */
+static inline void ryz_prefetch_ahead(const void *p, int64_t bytes) {
+    __builtin_prefetch((const char *)p + bytes, (RYZ_PREFETCH_HINT >> 2) & 1, RYZ_PREFETCH_HINT & 3);
+}
 static inline void ryz_prefetch(const void *p) {
-    if (RYZ_PREFETCH_BYTES > 0)
-        __builtin_prefetch((const char *)p + RYZ_PREFETCH_BYTES, (RYZ_PREFETCH_HINT >> 2) & 1, RYZ_PREFETCH_HINT & 3);
+    if (RYZ_PREFETCH_BYTES > 0) ryz_prefetch_ahead(p, RYZ_PREFETCH_BYTES);
 }
 
 /* Work split for streaming loops (decode GEMVs, LM heads): n items in T contiguous blocks, one
@@ -231,6 +233,7 @@ typedef struct ryz_head_plan {
     const uint8_t *packed;
     int64_t M, K, Kp;
     int group;
+    int64_t prefetch;  /* bytes ahead that the int4 tiles prefetch (head_i4.c, plan_i4) */
     const float *row_scales;
     void *y;           /* raw output: int32 (int8 head) or float32 (int4 head) */
     uint8_t *scratch;  /* 64-byte aligned, inside the caller's workspace */

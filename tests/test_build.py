@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "kernels_c").glob("*.c"))
 OBJDIR = ROOT / "build" / "obj"  # the Makefile's default OBJDIR, built by `make test`
-PREFETCH_CALL = re.compile(r"\b(ryz_prefetch|_mm_prefetch|__builtin_prefetch)\s*\(")
+PREFETCH_CALL = re.compile(r"\b(ryz_prefetch|ryz_prefetch_ahead|_mm_prefetch|__builtin_prefetch)\s*\(")
 
 
 def _prefetching_sources() -> list[Path]:

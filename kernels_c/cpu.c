@@ -62,6 +62,16 @@ int ryz_cpu_is_amd(void) {
     return cached;
 }
 
+int64_t ryz_prefetch_choice(const char *var, int64_t amd, int64_t other) {
+    const char *e = getenv(var);
+    if (e && *e) {
+        char *end;
+        const long long v = strtoll(e, &end, 10);
+        if (!*end && v >= 0 && v <= (1 << 20)) return v;
+    }
+    return ryz_cpu_is_amd() ? amd : other;
+}
+
 const char *ryz_cpu_feature_name(int bit) {
     if (bit < 0 || bit >= (int)(sizeof feature_names / sizeof *feature_names)) return 0;
     return feature_names[bit];

@@ -242,21 +242,12 @@ static void run_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale
     rows_i4(p, t0, t1, (float *)p->y, logits, x_scale);
 }
 
-/* How far ahead the AVX-512 tiles prefetch their weights: 2 KiB on AMD, RYZ_PREFETCH_BYTES
+/* How far ahead the AVX-512 tiles prefetch their weights (plan_i4): 2 KiB on AMD, RYZ_PREFETCH_BYTES
  * (16 KiB) elsewhere.  On the Zen 4 VM the 2B-4T int4 head ran 1.37x faster on 1 thread and
  * 1.09-1.10x on 2 with 1-2 KiB than with 16 KiB, and no faster from 3 KiB on (cold caches,
  * tools/ab_libs.py --part head --head int4, 2026-12-05; kernels_c/README.md, "The int4 LM
  * head"); on the Emerald Rapids VM 16 KiB gave the 1.41-1.48x of the prefetch fix.
- * RYZLAB_HEAD4_PREFETCH=<bytes> (0 to 1 MiB) forces a distance (experiments). */
-static int64_t prefetch_distance(void) {
-    const char *e = getenv("RYZLAB_HEAD4_PREFETCH");
-    if (e && *e) {
-        char *end;
-        const long long v = strtoll(e, &end, 10);
-        if (!*end && v >= 0 && v <= (1 << 20)) return v;
-    }
-    return ryz_cpu_is_amd() ? 2048 : RYZ_PREFETCH_BYTES;
-}
+ * RYZLAB_HEAD4_PREFETCH=<bytes> forces a distance (experiments). */
 
 static void plan_i4(const unsigned char *packed, long long M, long long K, int G, unsigned char *ws,
                     ryz_head_plan *p) {
@@ -265,7 +256,7 @@ static void plan_i4(const unsigned char *packed, long long M, long long K, int G
     p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     p->prep = prep_i4, p->run = run_i4;
     p->chunk = 64;
-    p->prefetch = prefetch_distance();
+    p->prefetch = ryz_prefetch_choice("RYZLAB_HEAD4_PREFETCH", 2048, RYZ_PREFETCH_BYTES);
 }
 
 int ryz_head_plan_int4(const ryz_decode_head *h, ryz_head_plan *p) {

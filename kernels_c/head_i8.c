@@ -14,9 +14,10 @@
 
 #include "registry.h"
 
-#define ROWS 4  /* also in head_i8_avx512vnni.c */
+#define ROWS 4  /* rows per tile: the padding and the claimed unit */
 
-void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots);
+void ryz_head_rows_avx512vnni(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots,
+                              int64_t prefetch);
 
 static int64_t kp_of(int64_t K) { return ryz_round_up(K, 64); }
 
@@ -60,7 +61,9 @@ int ryz_head_pack(const signed char *w, long long w_bytes, long long M, long lon
     return RYZ_OK;
 }
 
-static void rows_scalar(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots) {
+static void rows_scalar(const uint8_t *w, int64_t Kp, const uint8_t *u, int64_t m0, int64_t m1, int32_t *dots,
+                        int64_t prefetch) {
+    (void)prefetch;
     for (int64_t m = m0; m < m1; m++) {
         int32_t s = 0;
         for (int64_t k = 0; k < Kp; k++) s += (int32_t)(int8_t)w[m * Kp + k] * u[k];
@@ -82,13 +85,13 @@ static void prep_i8(const ryz_head_plan *p, const signed char *x) {
 /* Tiles [t0, t1): y[m] = sum(w * x), or logits[m] = (float)y[m] * (row_scales[m] / x_scale)
  * when logits is given. */
 static void rows_i8(const ryz_head_plan *p, int64_t t0, int64_t t1, int32_t *y, float *logits, float x_scale) {
-    void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *) =
+    void (*rows)(const uint8_t *, int64_t, const uint8_t *, int64_t, int64_t, int32_t *, int64_t) =
         has_vnni() ? ryz_head_rows_avx512vnni : rows_scalar;
     const int32_t *sums = (const int32_t *)(p->packed + p->tiles * ROWS * p->Kp);
     int32_t dots[ROWS * 64];
     for (int64_t b = t0 * ROWS; b < t1 * ROWS; b += ROWS * 64) {
         const int64_t e = b + ROWS * 64 < t1 * ROWS ? b + ROWS * 64 : t1 * ROWS;
-        rows(p->packed, p->Kp, p->scratch, b, e, dots);
+        rows(p->packed, p->Kp, p->scratch, b, e, dots, p->prefetch);
         for (int64_t m = b; m < e && m < p->M; m++) {
             int32_t s;
             memcpy(&s, &sums[m], sizeof s);
@@ -111,6 +114,8 @@ static void plan_i8(const unsigned char *packed, long long M, long long K, unsig
     p->scratch = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     p->prep = prep_i8, p->run = run_i8;
     p->chunk = 64;
+    /* No prefetch on AMD, 16 KiB elsewhere (head_i8_avx512vnni.c). */
+    p->prefetch = ryz_prefetch_choice("RYZLAB_HEAD8_PREFETCH", 0, RYZ_PREFETCH_BYTES);
 }
 
 int ryz_head_plan_int8(const ryz_decode_head *h, ryz_head_plan *p) {

@@ -14,6 +14,11 @@
 
 /* 1 on AMD CPUs, where some instructions cost differently (mad_t5_avx512vnni.c), else 0. */
 int ryz_cpu_is_amd(void);
+/* A software-prefetch distance in bytes (0 = none): the environment variable `var` when it
+ * holds a whole number from 0 to 1 MiB, else `amd` on AMD and `other` elsewhere (cpu.c).
+ * Called once per call (a plan), never per chunk of rows: a getenv there cost 11-12 % of a
+ * decode token's layers on one Zen 4 core. */
+int64_t ryz_prefetch_choice(const char *var, int64_t amd, int64_t other);
 
 /* CPU feature bits (ryz_cpu_features).  Names in cpu.c. */
 enum {
@@ -233,7 +238,7 @@ typedef struct ryz_head_plan {
     const uint8_t *packed;
     int64_t M, K, Kp;
     int group;
-    int64_t prefetch;  /* bytes ahead that the int4 tiles prefetch (head_i4.c, plan_i4) */
+    int64_t prefetch;  /* bytes ahead that the AVX-512 rows or tiles prefetch, 0 = none (plans) */
     const float *row_scales;
     void *y;           /* raw output: int32 (int8 head) or float32 (int4 head) */
     uint8_t *scratch;  /* 64-byte aligned, inside the caller's workspace */

@@ -28,6 +28,32 @@ def test_exact_on_each_tier(level):
                 np.testing.assert_array_equal(h.gemv_int(x, threads), expected, err_msg=f"{level} {M}x{K}")
 
 
+@pytest.mark.parametrize("var, bytes_ahead", [("RYZLAB_HEAD8_PREFETCH", "0"), ("RYZLAB_HEAD8_PREFETCH", "16384"),
+                                              ("RYZLAB_HEAD4_PREFETCH", "0"), ("RYZLAB_HEAD4_PREFETCH", "2048"),
+                                              ("RYZLAB_HEAD4_PREFETCH", "16384")])
+def test_both_prefetch_paths_exact(monkeypatch, var, bytes_ahead):
+    """The AVX-512 heads prefetch by CPU vendor (none or 2 KiB on AMD, 16 KiB elsewhere): every
+    distance the variable forces gives the same integers."""
+    if head.isa() != "avx512vnni":
+        pytest.skip("the prefetching loops are the AVX-512 VNNI tier's")
+    monkeypatch.setenv(var, bytes_ahead)
+    rng = np.random.default_rng(9)
+    for M, K in [(3, 63), (130, 320), (1001, 2560)]:
+        if var == "RYZLAB_HEAD8_PREFETCH":
+            q, x, expected = _case(rng, M, K)
+            h = head.Int8Head.from_int8(q, np.ones(M, np.float32))
+            got = [h.gemv_int(x, threads) for threads in (1, 3)]
+        else:
+            G = head.INT4_GROUPS[0]
+            q, s = _case4(rng, M, K, G)
+            h = head.Int4Head.from_int4(q, s, G)
+            x = rng.integers(-128, 128, K, dtype=np.int8)
+            expected = head.int4_reference(q, s, x, G)
+            got = [h.gemv(x, threads) for threads in (1, 3)]
+        for g in got:
+            np.testing.assert_array_equal(g, expected, err_msg=f"{var}={bytes_ahead} {M}x{K}")
+
+
 def test_rows_and_scales():
     rng = np.random.default_rng(1)
     w = rng.standard_normal((37, 100)).astype(np.float32)

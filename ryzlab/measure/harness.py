@@ -30,8 +30,12 @@ from ..model.ops import blas_threads
 
 #: A sample lasts at least this long (seconds), so timer resolution and call jitter vanish.
 MIN_SAMPLE_S = 0.010
-#: Copies of the weights are rotated until they total this many last-level caches.
-COLD_LLC_FACTOR = 2
+#: Cold weights rotate over copies totalling at least this many last-level caches, and the DRAM
+#: read probe reads a buffer of as many (ReadBench): both then stream with the same reuse
+#: distance.  With 2 LLCs of weights against the probe's 4, the Zen 4 VM's 32 MiB L3 kept part
+#: of the weights' cycle, and the 2-bit GEMV showed 106-110 % of the probe on 2 threads
+#: (notebook 03, run 20261205T153148.705Z-8f6c4f).
+COLD_LLC_FACTOR = 4
 MAX_BUFFERS = 4096
 #: Quick mode (a check that the notebooks run, not a measurement): at most this many samples,
 #: each half as long.
@@ -145,7 +149,7 @@ def aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
 
 
 class ReadBench:
-    """The read-bandwidth probe on a buffer of ``nbytes`` (default four LLCs: DRAM).
+    """The read-bandwidth probe on a buffer of ``nbytes`` (default :data:`COLD_LLC_FACTOR` LLCs: DRAM).
 
     The probe reads memory in each of :data:`READ_METHODS` (one plain stream; one stream with
     software prefetch as the kernels do; four prefetched streams per thread) and keeps the
@@ -155,7 +159,7 @@ class ReadBench:
     def __init__(self, threads: int = 1, nbytes: int | None = None, min_sample_s: float = MIN_SAMPLE_S,
                  method: str | None = None, trials: int = 3):
         llc = last_level_cache_bytes()
-        self.nbytes = 4 * llc if nbytes is None else int(nbytes)
+        self.nbytes = COLD_LLC_FACTOR * llc if nbytes is None else int(nbytes)
         self._buf = aligned_bytes(self.nbytes)
         lib, ffi = _native.lib(), _native.ffi
         seconds, checksum = ffi.new("double *"), ffi.new("unsigned long long *")

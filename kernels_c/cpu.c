@@ -72,6 +72,13 @@ int64_t ryz_prefetch_choice(const char *var, int64_t amd, int64_t other) {
     return ryz_cpu_is_amd() ? amd : other;
 }
 
+int ryz_env_choice(const char *var, const char *one, const char *zero, int dflt) {
+    const char *e = getenv(var);
+    if (e && !strcmp(e, one)) return 1;
+    if (e && !strcmp(e, zero)) return 0;
+    return dflt;
+}
+
 const char *ryz_cpu_feature_name(int bit) {
     if (bit < 0 || bit >= (int)(sizeof feature_names / sizeof *feature_names)) return 0;
     return feature_names[bit];

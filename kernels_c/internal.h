@@ -19,6 +19,9 @@ int ryz_cpu_is_amd(void);
  * Called once per call (a plan), never per chunk of rows: a getenv there cost 11-12 % of a
  * decode token's layers on one Zen 4 core. */
 int64_t ryz_prefetch_choice(const char *var, int64_t amd, int64_t other);
+/* A two-way choice (kernels.def's variants): 1 when the variable `var` is `one`, 0 when it is
+ * `zero`, else `dflt` (cpu.c). */
+int ryz_env_choice(const char *var, const char *one, const char *zero, int dflt);
 
 /* CPU feature bits (ryz_cpu_features).  Names in cpu.c. */
 enum {
@@ -272,6 +275,17 @@ int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double
     int ryz_variant_##variant(void);
 #include "kernels.def"
 #undef RYZ_KERNEL
+
+/* The entry point of a kernel with two code paths: its static `run(a, t0, t1, y, ldy, m_base,
+ * const int path)`, specialised for path 1 and 0 and picked by the call's variant. */
+#define RYZ_RUN_BY_VARIANT(name)                                                                  \
+    void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,       \
+                        int64_t m_base) {                                                          \
+        if (a->variant)                                                                            \
+            run(a, t0, t1, y, ldy, m_base, 1);                                                     \
+        else                                                                                       \
+            run(a, t0, t1, y, ldy, m_base, 0);                                                     \
+    }
 
 /* Packers, one per formats.def line: dense int8 M x K (values already checked) -> out. */
 #define RYZ_FORMAT(name, bits, row_tile, k_align) \

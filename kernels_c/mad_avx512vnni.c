@@ -16,8 +16,6 @@
  * RYZLAB_MAD_PREFETCH=on|off overrides the choice (read once per call, by ryz_setup_args:
  * tests, A/B timings). */
 #include <immintrin.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 #include "simd_avx512.h"
@@ -25,12 +23,7 @@
 
 #define ROWS 4
 
-int ryz_variant_mad_avx512vnni(void) {
-    const char *e = getenv("RYZLAB_MAD_PREFETCH");
-    if (e && !strcmp(e, "on")) return 1;
-    if (e && !strcmp(e, "off")) return 0;
-    return !ryz_cpu_is_amd();
-}
+int ryz_variant_mad_avx512vnni(void) { return ryz_env_choice("RYZLAB_MAD_PREFETCH", "on", "off", !ryz_cpu_is_amd()); }
 
 /* The kernel with or without the weight prefetch (both instances are specialised); variant 1
  * prefetches. */
@@ -73,10 +66,4 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     }
 }
 
-void ryz_run_mad_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
-                            int64_t m_base) {
-    if (a->variant)
-        run(a, t0, t1, y, ldy, m_base, 1);
-    else
-        run(a, t0, t1, y, ldy, m_base, 0);
-}
+RYZ_RUN_BY_VARIANT(mad_avx512vnni)

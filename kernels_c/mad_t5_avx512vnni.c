@@ -32,8 +32,6 @@
  * wrapping int32 adds and sum(c * x) - sum(x) = sum(w * x) fits in int32, so the result is
  * exact. */
 #include <immintrin.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 #include "simd_avx512.h"
@@ -81,10 +79,7 @@ static inline __attribute__((always_inline)) __m512i lookup256(const __m512i t[4
 }
 
 int ryz_variant_mad_t5_avx512vnni(void) {
-    const char *e = getenv("RYZLAB_T5_LOOKUP");
-    if (e && !strcmp(e, "vpermb")) return 1;
-    if (e && !strcmp(e, "vpermi2b")) return 0;
-    return !ryz_cpu_is_amd();
+    return ryz_env_choice("RYZLAB_T5_LOOKUP", "vpermb", "vpermi2b", !ryz_cpu_is_amd());
 }
 
 /* The kernel for a compile-time lookup (both instances are specialised). */
@@ -137,10 +132,4 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     }
 }
 
-void ryz_run_mad_t5_avx512vnni(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,
-                               int64_t m_base) {
-    if (a->variant)
-        run(a, t0, t1, y, ldy, m_base, 1);
-    else
-        run(a, t0, t1, y, ldy, m_base, 0);
-}
+RYZ_RUN_BY_VARIANT(mad_t5_avx512vnni)

@@ -242,13 +242,13 @@ static void run_i4(const ryz_head_plan *p, int64_t t0, int64_t t1, float x_scale
     rows_i4(p, t0, t1, (float *)p->y, logits, x_scale);
 }
 
-/* How far ahead the AVX-512 tiles prefetch their weights (plan_i4): 2 KiB on AMD, RYZ_PREFETCH_BYTES
- * (16 KiB) elsewhere.  On the Zen 4 VM the 2B-4T int4 head ran 1.37x faster on 1 thread and
- * 1.09-1.10x on 2 with 1-2 KiB than with 16 KiB, and no faster from 3 KiB on (cold caches,
- * tools/ab_libs.py --part head --head int4, 2026-12-05; kernels_c/README.md, "The int4 LM
- * head"); on the Emerald Rapids VM 16 KiB gave the 1.41-1.48x of the prefetch fix.
- * RYZLAB_HEAD4_PREFETCH=<bytes> forces a distance (experiments). */
-
+/* The plan sets how far ahead the AVX-512 tiles prefetch their weights: 2 KiB on AMD,
+ * RYZ_PREFETCH_BYTES (16 KiB) elsewhere.  On the Zen 4 VM the 2B-4T int4 head ran 1.37-1.40x
+ * faster on 1 thread and 1.09-1.10x on 2 with 1-2 KiB than with 16 KiB, and no faster from
+ * 3 KiB on (cold caches, tools/ab_libs.py --part head --head int4, 2026-12-05;
+ * kernels_c/README.md, "The int4 LM head"); on the Emerald Rapids VM 16 KiB gave the
+ * 1.41-1.48x of the prefetch fix.  RYZLAB_HEAD4_PREFETCH=<bytes> forces a distance; 0 makes
+ * the tiles prefetch the lines they are reading, which is no prefetch in effect. */
 static void plan_i4(const unsigned char *packed, long long M, long long K, int G, unsigned char *ws,
                     ryz_head_plan *p) {
     p->Kp = kp_of(K, G), p->M = M, p->K = K, p->group = G, p->packed = packed;

@@ -14,10 +14,11 @@
 
 /* 1 on AMD CPUs, where some instructions cost differently (mad_t5_avx512vnni.c), else 0. */
 int ryz_cpu_is_amd(void);
-/* A software-prefetch distance in bytes (0 = none): the environment variable `var` when it
+/* A software-prefetch distance in bytes (0: the int8 head skips its prefetches, the int4
+ * tiles prefetch the lines they read): the environment variable `var` when it
  * holds a whole number from 0 to 1 MiB, else `amd` on AMD and `other` elsewhere (cpu.c).
- * Called once per call (a plan), never per chunk of rows: a getenv there cost 11-12 % of a
- * decode token's layers on one Zen 4 core. */
+ * Called once per call (a plan), never per chunk of rows: a getenv there made a decode
+ * token's layers 0.88-0.89x as fast on one Zen 4 core. */
 int64_t ryz_prefetch_choice(const char *var, int64_t amd, int64_t other);
 /* A two-way choice (kernels.def's variants): 1 when the variable `var` is `one`, 0 when it is
  * `zero`, else `dflt` (cpu.c). */

@@ -57,10 +57,10 @@ static inline uint8_t code_at(const ryz_args *a, int format, int64_t m, int64_t 
         uint8_t v = w[((m / 64 * (a->Kp / 16) + u) * 4 + q) * 64 + b];
         return (p < 4 ? v : v >> 4) >> (2 * (k & 1)) & 3;
     }
-    case RYZ_FMT_t5_k320x4: {                   /* digit i = (3 q_i) >> 8, q_(i+1) = 3 q_i mod 256 */
-        unsigned q = w[((m / 4 * (a->Kp / 320) + k / 320) * 4 + m % 4) * 64 + k % 64];
-        for (int64_t i = 0; i < k % 320 / 64; i++) q = 3 * q & 255;
-        return (uint8_t)(3 * q >> 8);
+    case RYZ_FMT_t5_k320x4: {
+        int c[5];
+        ryz_t5_codes(w[((m / 4 * (a->Kp / 320) + k / 320) * 4 + m % 4) * 64 + k % 64], c);
+        return (uint8_t)c[k % 320 / 64];
     }
     default:
         return 1;

@@ -277,12 +277,16 @@ int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double
 #include "kernels.def"
 #undef RYZ_KERNEL
 
-/* The entry point of a kernel with two code paths: its static `run(a, t0, t1, y, ldy, m_base,
- * const int path)`, specialised for path 1 and 0 and picked by the call's variant. */
-#define RYZ_RUN_BY_VARIANT(name)                                                                  \
+/* The entry point of a kernel with `paths` (2 or 4) code paths: its static `run(a, t0, t1, y,
+ * ldy, m_base, const int path)`, specialised for each path and picked by the call's variant. */
+#define RYZ_RUN_BY_VARIANT(name, paths)                                                           \
     void ryz_run_##name(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int64_t ldy,       \
                         int64_t m_base) {                                                          \
-        if (a->variant)                                                                            \
+        if ((paths) > 2 && a->variant == 3)                                                        \
+            run(a, t0, t1, y, ldy, m_base, 3);                                                     \
+        else if ((paths) > 2 && a->variant == 2)                                                   \
+            run(a, t0, t1, y, ldy, m_base, 2);                                                     \
+        else if (a->variant == 1)                                                                  \
             run(a, t0, t1, y, ldy, m_base, 1);                                                     \
         else                                                                                       \
             run(a, t0, t1, y, ldy, m_base, 0);                                                     \
@@ -293,6 +297,26 @@ int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double
     void ryz_pack_##name(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out);
 #include "formats.def"
 #undef RYZ_FORMAT
+
+/* The t5_k320x4 byte (formats.def): q = s << 7 | (14 b + a) holds the codes c_0..c_4 of its
+ * five planes as group A = 9 c_0 + 3 c_1 + c_2 (0..26) and group B = 3 c_3 + c_4 (0..8):
+ * b = B, and a = A when A <= 13, else a = 26 - A with s = 1 (26 - A is A with every code
+ * c turned into 2 - c, its weights negated).  The packer (pack.c) writes it, every kernel
+ * reads it through these definitions.  Low bits 126 and 127 are never packed; every kernel
+ * reads them by the same formulas (b = 9), so a tampered buffer gives one answer. */
+#define RYZ_T5_FIELDS_A(a) ((a) / 9 | (a) / 3 % 3 << 2 | (a) % 3 << 4) /* c_0 | c_1 << 2 | c_2 << 4 */
+#define RYZ_T5_FIELDS_B(b) ((b) / 3 | (b) % 3 << 2)                    /* c_3 | c_4 << 2 */
+#define RYZ_T5_NEG_A 0x2a   /* RYZ_T5_NEG_A - fields A: every code c -> 2 - c (no borrows) */
+
+static inline void ryz_t5_codes(unsigned q, int c[5]) {
+    const unsigned u = q & 127, b = u / 14, a = q & 128 ? 26 - u % 14 : u % 14;
+    c[0] = (int)(a / 9), c[1] = (int)(a / 3 % 3), c[2] = (int)(a % 3), c[3] = (int)(b / 3), c[4] = (int)(b % 3);
+}
+
+/* f(u), f(u + 1), ...: table initialisers from a formula (the t5 kernels' lookup tables). */
+#define RYZ_REP4(f, u) f(u), f((u) + 1), f((u) + 2), f((u) + 3)
+#define RYZ_REP16(f, u) RYZ_REP4(f, u), RYZ_REP4(f, (u) + 4), RYZ_REP4(f, (u) + 8), RYZ_REP4(f, (u) + 12)
+#define RYZ_REP64(f, u) RYZ_REP16(f, u), RYZ_REP16(f, (u) + 16), RYZ_REP16(f, (u) + 32), RYZ_REP16(f, (u) + 48)
 
 /* Copy a tile's results (rows m0 .. m0+rows-1, clipped to M) for token n to y. */
 static inline void ryz_store_rows(const int32_t *tile, int64_t rows, int64_t m0, int64_t M,

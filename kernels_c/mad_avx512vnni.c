@@ -66,4 +66,4 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     }
 }
 
-RYZ_RUN_BY_VARIANT(mad_avx512vnni)
+RYZ_RUN_BY_VARIANT(mad_avx512vnni, 2)

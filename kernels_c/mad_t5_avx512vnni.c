@@ -1,29 +1,33 @@
 /* mad_t5_avx512vnni.c - multiply-add GEMM on base-3 codes (5 weights per byte) with vpdpbusd.
  *
  * Format t5_k320x4 (formats.def): byte j of a row's 64-byte vector in a 320-weight block
- * holds the codes c = w + 1 of weights j + 64i, i = 0..4 ("planes"), as q = ceil(v * 256 /
- * 243), v = sum c_i 3^(4-i).  Digit i is floor(3 q_i / 256) with q_0 = q, q_(i+1) = 3 q_i mod
- * 256 (llama.cpp TQ1_0's idea), see t5_digits below.
+ * holds the codes c = w + 1 of weights j + 64i, i = 0..4 ("planes"), as q = s << 7 |
+ * (14 b + a): group B (c3, c4) is b, group A (c0, c1, c2) is a, negated (c -> 2 - c) when
+ * s = 1 (internal.h).
  *
- * Decode by table: two 256-entry byte tables turn a vector of q into A = c0 | c1 << 2 |
- * c2 << 4 and B = c3 | c4 << 2, and from there it is the 2-bit kernel's trick
- * (mad_avx512vnni.c): each field is masked in place, giving 4^s * c, vpdpbusd multiplies it
- * by the plane's 64 activations, and one accumulator per scale 1, 4, 16 is shifted back once
- * at the end.  Per 64 bytes (320 weights): the two lookups, 5 and, 5 vpdpbusd.  The tables
- * are computed at the start of a call from the definition (~100 instructions).
+ * Decode: two 128-entry byte tables on the low 7 bits of q give A = c0 | c1 << 2 | c2 << 4
+ * and B = c3 | c4 << 2, and one subtract masked by bit 7 negates A's codes (0x2a - A).  From
+ * there it is the 2-bit kernel's trick (mad_avx512vnni.c): each field is masked in place,
+ * giving 4^s * c, vpdpbusd multiplies it by the plane's 64 activations, and one accumulator
+ * per scale 1, 4, 16 is shifted back once at the end.  Per 64 bytes (320 weights): two
+ * lookups, one masked subtract, 5 and, 5 vpdpbusd.  The lookups bound the loop on both
+ * vendors (a lookup costs about two vpdpbusd's worth in this loop on Zen 4), which is why
+ * the format spends a bit on the sign: the first encoding (llama.cpp TQ1_0's base-3 scaling)
+ * needed two 256-entry lookups, four vpermi2b, and decoded 1.2x slower (kernels_c/README.md).
  *
- * A 256-entry lookup, two ways (the lookups bound the kernel, so the CPU's costs choose):
- *   vpermi2b  two merge-masked vpermi2b of 128 entries each: the first looks up the upper
- *             half where q >= 128 (elsewhere it keeps q), the second the lower half where
- *             q < 128 (elsewhere it keeps the first result).  On AMD Zen 4 a vpermi2b costs
- *             about 1.5 cycles: AMD's choice.
- *   vpermb    four vpermb of 64 entries, the last three merge-masked by bit 6, bit 7 and
- *             both (later ones overwrite).  On Intel a zmm vpermi2b is 3 uops (2 on port 5)
- *             by published instruction tables and a vpermb 1, so 8 vpermb beat 4 vpermi2b:
- *             the 2B-4T layers 1.04x faster with cold caches on an Emerald Rapids VM, 1 and
- *             2 threads (kernels_c/README.md).  Everyone else's.
- * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice (read once per call, by ryz_setup_args:
- * tests, A/B timings; variant 1 is vpermb).
+ * A 128-entry lookup, two ways (the CPU's costs choose):
+ *   vpermi2b  one vpermi2b over two registers: on AMD Zen 4 it costs what a vpermb does.
+ *             AMD's choice.
+ *   vpermb    a vpermb of 64 entries, then one merge-masked by bit 6.  On Intel a zmm
+ *             vpermi2b is 3 uops (2 on port 5) by published instruction tables and a vpermb 1.
+ *             Everyone else's.
+ * RYZLAB_T5_LOOKUP=vpermb|vpermi2b overrides the choice.
+ *
+ * Software prefetch of the weight stream is on for Intel and off for AMD, as in
+ * mad_avx512vnni.c: on the Zen 4 VM the 2B-4T layers ran 1.03x faster without it on 2 threads
+ * and 1.01x on 1 (cold caches, tools/ab_libs.py, 2026-12-07).  RYZLAB_MAD_PREFETCH=on|off
+ * overrides it.  Both variables are read once per call, by ryz_setup_args (tests, A/B timings):
+ * variant bit 0 is vpermb, bit 1 the prefetch.
  *
  * Exact for every K below 2^24 (the library accepts K <= RYZ_MAX_K = 2^23): a block adds to an int32 lane at most
  * 2 fields * 4 bytes * 4 * 2 * 128 = 2^13 (scale 4) or 4 * 16 * 2 * 128 = 2^14 (scale 16), and
@@ -38,66 +42,37 @@
 
 #define ROWS 4
 
-/* Digits of 64 codes q: d[i] = floor(3 q_i / 256), q_(i+1) = 3 q_i mod 256, in byte lanes:
- * 3 q_i = q_i + q_i + q_i, and each of the two additions carries at most 1 into bit 8. */
-static inline void t5_digits(__m512i q, __m512i d[5]) {
-    const __m512i one = _mm512_set1_epi8(1);
-    for (int i = 0; i < 5; i++) {
-        const __m512i q2 = _mm512_add_epi8(q, q), q3 = _mm512_add_epi8(q2, q);
-        const __mmask64 c1 = _mm512_movepi8_mask(q), c2 = _mm512_cmplt_epu8_mask(q3, q2);
-        const __m512i d1 = _mm512_maskz_mov_epi8(c1, one);
-        d[i] = _mm512_mask_add_epi8(d1, c2, d1, one);
-        q = q3;
-    }
-}
+/* The fields of groups A and B for every value of the low 7 bits of q (internal.h). */
+#define TA(u) RYZ_T5_FIELDS_A((u) % 14)
+#define TB(u) RYZ_T5_FIELDS_B((u) / 14)
+static const uint8_t table_a[128] __attribute__((aligned(64))) = {RYZ_REP64(TA, 0), RYZ_REP64(TA, 64)};
+static const uint8_t table_b[128] __attribute__((aligned(64))) = {RYZ_REP64(TB, 0), RYZ_REP64(TB, 64)};
+#undef TA
+#undef TB
 
-/* Which bits of q select a table quarter: bit 7 (both ways), bit 6 and both (vpermb only). */
-typedef struct quarters {
-    __mmask64 b7, b6, b76;
-} quarters;
-
-static inline __attribute__((always_inline)) quarters quarters_of(__m512i q, const int by_vpermb) {
-    quarters k = {_mm512_movepi8_mask(q), 0, 0};
-    if (by_vpermb) {
-        k.b6 = _mm512_test_epi8_mask(q, _mm512_set1_epi8(0x40));
-        k.b76 = _kand_mask64(k.b6, k.b7);
-    }
-    return k;
-}
-
-/* 256-entry table lookup: t[p] holds entries 64p .. 64p + 63. */
-static inline __attribute__((always_inline)) __m512i lookup256(const __m512i t[4], __m512i q, quarters k,
+/* 128-entry table lookup on the low 7 bits of q: t[p] holds entries 64p .. 64p + 63; b6 is
+ * bit 6 of q (vpermb only). */
+static inline __attribute__((always_inline)) __m512i lookup128(const __m512i t[2], __m512i q, __mmask64 b6,
                                                                const int by_vpermb) {
-    if (by_vpermb) {
-        __m512i r = _mm512_permutexvar_epi8(q, t[0]);
-        r = _mm512_mask_permutexvar_epi8(r, k.b6, q, t[1]);
-        r = _mm512_mask_permutexvar_epi8(r, k.b7, q, t[2]);
-        return _mm512_mask_permutexvar_epi8(r, k.b76, q, t[3]);
-    }
-    const __m512i u = _mm512_mask2_permutex2var_epi8(t[2], q, k.b7, t[3]);
-    return _mm512_mask2_permutex2var_epi8(t[0], u, (__mmask64)~k.b7, t[1]);
+    if (by_vpermb) return _mm512_mask_permutexvar_epi8(_mm512_permutexvar_epi8(q, t[0]), b6, q, t[1]);
+    return _mm512_permutex2var_epi8(t[0], q, t[1]);
 }
 
+/* Bit 0: lookups by vpermb; bit 1: software prefetch of the weights. */
 int ryz_variant_mad_t5_avx512vnni(void) {
-    return ryz_env_choice("RYZLAB_T5_LOOKUP", "vpermb", "vpermi2b", !ryz_cpu_is_amd());
+    const int intel = !ryz_cpu_is_amd();
+    return ryz_env_choice("RYZLAB_T5_LOOKUP", "vpermb", "vpermi2b", intel) |
+           ryz_env_choice("RYZLAB_MAD_PREFETCH", "on", "off", intel) << 1;
 }
 
-/* The kernel for a compile-time lookup (both instances are specialised). */
+/* The kernel for a compile-time path (all four are specialised). */
 static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y,
-                                                      int64_t ldy, int64_t m_base, const int by_vpermb) {
+                                                      int64_t ldy, int64_t m_base, const int path) {
+    const int by_vpermb = path & 1, pf = path >> 1;
     const int64_t blocks = a->Kp / 320;
-    /* Tables A (c0 | c1 << 2 | c2 << 4) and B (c3 | c4 << 2) over all 256 byte values. */
-    __m512i ta[4], tb[4];
-    const __m512i iota = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
-                                         47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
-                                         31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
-                                         15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    for (int p = 0; p < 4; p++) {
-        __m512i d[5];
-        t5_digits(_mm512_add_epi8(iota, _mm512_set1_epi8((char)(64 * p))), d);
-        ta[p] = _mm512_or_si512(d[0], _mm512_or_si512(_mm512_slli_epi16(d[1], 2), _mm512_slli_epi16(d[2], 4)));
-        tb[p] = _mm512_or_si512(d[3], _mm512_slli_epi16(d[4], 2));
-    }
+    const __m512i ta[2] = {_mm512_load_si512(table_a), _mm512_load_si512(table_a + 64)};
+    const __m512i tb[2] = {_mm512_load_si512(table_b), _mm512_load_si512(table_b + 64)};
+    const __m512i bit6 = _mm512_set1_epi8(0x40), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c), m2 = _mm512_set1_epi8(0x30);
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *w = a->w + t * blocks * ROWS * 64;
@@ -109,10 +84,11 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
             for (int64_t kb = 0; kb < blocks; kb++) {
                 const int8_t *xb = x + 320 * kb;
                 for (int r = 0; r < ROWS; r++) {
-                    ryz_prefetch(w + (kb * ROWS + r) * 64);
+                    if (pf) ryz_prefetch(w + (kb * ROWS + r) * 64);
                     const __m512i q = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
-                    const quarters k = quarters_of(q, by_vpermb);
-                    const __m512i va = lookup256(ta, q, k, by_vpermb), vb = lookup256(tb, q, k, by_vpermb);
+                    const __mmask64 b6 = by_vpermb ? _mm512_test_epi8_mask(q, bit6) : 0;
+                    const __m512i fa = lookup128(ta, q, b6, by_vpermb), vb = lookup128(tb, q, b6, by_vpermb);
+                    const __m512i va = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(q), neg_a, fa);
                     acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
                     acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));
                     acc[r][2] = ryz_dpbusd(acc[r][2], _mm512_and_si512(va, m2), _mm512_load_si512(xb + 128));
@@ -132,4 +108,4 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     }
 }
 
-RYZ_RUN_BY_VARIANT(mad_t5_avx512vnni)
+RYZ_RUN_BY_VARIANT(mad_t5_avx512vnni, 4)

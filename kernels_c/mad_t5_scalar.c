@@ -1,10 +1,10 @@
 /* mad_t5_scalar.c - the t5_k320x4 format (5 base-3 codes per byte, 1.6 bits/weight) decoded
  * one byte at a time, for CPUs without AVX2.
  *
- * Byte j of a row's 64 bytes in a 320-weight block holds q = ceil(v * 256 / 243),
- * v = sum c_i 3^(4-i), c_i = w + 1 of weight j + 64i.  Digit i is t >> 8 of t = 3 q_i, and
- * q_(i+1) = t & 255 (see formats.def).  It multiplies w = c - 1 directly, so every partial
- * sum is bounded by 128 * K and int32 holds it for any K up to MAX_K; no sum(x) term. */
+ * Byte j of a row's 64 bytes in a 320-weight block holds the codes c_i = w + 1 of weights
+ * j + 64i, i = 0..4, read by ryz_t5_codes (internal.h, formats.def).  It multiplies w = c - 1
+ * directly, so every partial sum is bounded by 128 * K and int32 holds it for any K up to
+ * MAX_K; no sum(x) term. */
 #include "internal.h"
 
 #define ROWS 4
@@ -23,12 +23,9 @@ void ryz_run_mad_t5_scalar(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y
                     const int8_t *xb = x + 320 * kb;
                     int32_t acc = 0;
                     for (int j = 0; j < 64; j++) {
-                        unsigned q = wb[j];
-                        for (int i = 0; i < 5; i++) {
-                            const unsigned t3 = 3 * q;
-                            acc += ((int32_t)(t3 >> 8) - 1) * xb[64 * i + j];
-                            q = t3 & 255;
-                        }
+                        int c[5];
+                        ryz_t5_codes(wb[j], c);
+                        for (int i = 0; i < 5; i++) acc += (c[i] - 1) * xb[64 * i + j];
                     }
                     out[r] += acc;
                 }

@@ -55,16 +55,17 @@ void ryz_pack_i2_lut64x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int
                 }
 }
 
-/* Five codes c_0..c_4 (c_0 the most significant base-3 digit) as q = ceil(v * 256 / 243): the
- * kernels read digit i as (3 q_i) >> 8, q_(i+1) = 3 q_i mod 256 (checked for all 243 v by the
- * kernels' exactness tests, which cover every code). */
+/* Five codes c_0..c_4 of the planes (c_0 the most significant base-3 digit) as one byte
+ * q = s << 7 | (14 b + a): groups A (c_0..c_2) and B (c_3, c_4), A stored up to sign
+ * (internal.h, RYZ_T5_FIELDS_A; checked for all 243 groups by the kernels' exactness tests). */
 void ryz_pack_t5_k320x4(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
     for (int64_t m0 = 0; m0 < Mp; m0 += 4)
         for (int64_t kb = 0; kb < Kp; kb += 320)
             for (int64_t m = m0; m < m0 + 4; m++)
                 for (int64_t j = 0; j < 64; j++) {
-                    unsigned v = 0;
-                    for (int i = 0; i < 5; i++) v = 3 * v + code(w, M, K, m, kb + 64 * i + j);
-                    *out++ = (uint8_t)((v * 256 + 242) / 243);
+                    unsigned A = 0, B = 0;
+                    for (int i = 0; i < 3; i++) A = 3 * A + code(w, M, K, m, kb + 64 * i + j);
+                    for (int i = 3; i < 5; i++) B = 3 * B + code(w, M, K, m, kb + 64 * i + j);
+                    *out++ = (uint8_t)(A <= 13 ? 14 * B + A : 128 | (14 * B + 26 - A));
                 }
 }

@@ -69,25 +69,55 @@ def test_every_base3_code(kernel):
     np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=kernel, threads=1), reference.gemm(w, x))
 
 
-# Kernels with CPU-dependent code paths (kernels.def, "variant") and the variable that forces each.
-VARIANTS = [("mad_t5_avx512vnni", "RYZLAB_T5_LOOKUP", "vpermb"), ("mad_t5_avx512vnni", "RYZLAB_T5_LOOKUP", "vpermi2b"),
-            ("mad_avx512vnni", "RYZLAB_MAD_PREFETCH", "on"), ("mad_avx512vnni", "RYZLAB_MAD_PREFETCH", "off")]
+def t5_codes(q: np.ndarray) -> list[np.ndarray]:
+    """The five codes c = w + 1 of t5_k320x4 bytes, planes 0..4 (formats.def): q = s << 7 |
+    (14 b + a), group A (planes 0-2) negated when s = 1.  Low bits 126 and 127 are never
+    packed and read as b = 9."""
+    q = q.astype(np.int64)
+    u = q & 127
+    a, b = np.where(q & 128, 26 - u % 14, u % 14), u // 14
+    return [a // 9, a // 3 % 3, a % 3, b // 3, b % 3]
 
 
-@pytest.mark.parametrize("kernel, var, value", VARIANTS, indirect=["kernel"])  # the fixture skips a missing ISA
-def test_code_path_variants(kernel, monkeypatch, var, value):
-    """Both code paths of each kernel that picks one by CPU (mad_t5_avx512vnni's table lookups
-    by vpermb or vpermi2b, mad_avx512vnni's weight prefetch on or off), forced by their
-    variable: each on the edge grid, every base-3 code, -128 and several threads."""
+@pytest.mark.parametrize("path", ["tiles", "blocked"])
+@pytest.mark.parametrize("kernel", [k.name for k in ryzlab.registry() if k.format == "t5_k320x4"], indirect=True)
+def test_t5_every_byte(kernel, path, monkeypatch):
+    """Each of the 256 byte values, those the packer never writes included (a tampered
+    buffer), decodes as the format says in every t5_k320x4 kernel, on both GEMM paths."""
+    monkeypatch.setenv("RYZLAB_GEMM_PATH", path)
+    packed = ryzlab.pack(np.zeros((4, 320), dtype=np.int8), kernel=kernel)
+    q = np.arange(256, dtype=np.uint8)
+    packed.data[:] = q                                    # one 320-weight block of 4 rows
+    x = np.random.default_rng(15).integers(-128, 128, size=(3, 320), dtype=np.int8)
+    x[0] = -128
+    w = np.concatenate([c.reshape(4, 64) - 1 for c in t5_codes(q)], axis=1)   # may hold 2
+    want = x.astype(np.int64) @ w.T
+    np.testing.assert_array_equal(ryzlab.gemm(packed, x, threads=1), want)
+    assert packed.data.tobytes() == q.tobytes()
+
+
+# Kernels with CPU-dependent code paths (kernels.def, "variant") and the variables that force each.
+VARIANTS = [("mad_t5_avx512vnni", {"RYZLAB_T5_LOOKUP": lookup, "RYZLAB_MAD_PREFETCH": pf})
+            for lookup in ("vpermb", "vpermi2b") for pf in ("on", "off")]
+VARIANTS += [("mad_avx512vnni", {"RYZLAB_MAD_PREFETCH": pf}) for pf in ("on", "off")]
+
+
+@pytest.mark.parametrize("kernel, env", VARIANTS, indirect=["kernel"])  # the fixture skips a missing ISA
+def test_code_path_variants(kernel, monkeypatch, env):
+    """Every code path of each kernel that picks one by CPU (mad_t5_avx512vnni's table lookups
+    by vpermb or vpermi2b, with and without the weight prefetch; mad_avx512vnni's prefetch),
+    forced by their variables: each on the edge grid, every base-3 code, -128 and several
+    threads."""
     name = kernel
-    monkeypatch.setenv(var, value)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
     rng = np.random.default_rng(14)
     for K in K_GRID:
         for M in M_GRID[::3]:
             w, x = problem(rng, M, K, 3)
             x[0] = -128
             np.testing.assert_array_equal(ryzlab.gemm(w, x, kernel=name, threads=1), reference.gemm(w, x),
-                                          err_msg=f"{var}={value} M={M} K={K}")
+                                          err_msg=f"{env} M={M} K={K}")
     test_every_base3_code(name)
     w, x = problem(rng, 70, 1030, 5)
     for threads in (2, 3):

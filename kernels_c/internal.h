@@ -308,12 +308,16 @@ int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double
 #define RYZ_T5_FIELDS_B(b) ((b) / 3 | (b) % 3 << 2)                    /* c_3 | c_4 << 2 */
 #define RYZ_T5_NEG_A 0x2a   /* RYZ_T5_NEG_A - fields A: every code c -> 2 - c (no borrows) */
 
+/* The fields of groups A and B (before the sign) for each value of the low 7 bits (pack.c). */
+extern const uint8_t ryz_t5_fields_a[128], ryz_t5_fields_b[128];
+
 static inline void ryz_t5_codes(unsigned q, int c[5]) {
-    const unsigned u = q & 127, b = u / 14, a = q & 128 ? 26 - u % 14 : u % 14;
-    c[0] = (int)(a / 9), c[1] = (int)(a / 3 % 3), c[2] = (int)(a % 3), c[3] = (int)(b / 3), c[4] = (int)(b % 3);
+    const unsigned u = q & 127, fa = q & 128 ? RYZ_T5_NEG_A - ryz_t5_fields_a[u] : ryz_t5_fields_a[u];
+    const unsigned fb = ryz_t5_fields_b[u];
+    c[0] = (int)(fa & 3), c[1] = (int)(fa >> 2 & 3), c[2] = (int)(fa >> 4), c[3] = (int)(fb & 3), c[4] = (int)(fb >> 2);
 }
 
-/* f(u), f(u + 1), ...: table initialisers from a formula (the t5 kernels' lookup tables). */
+/* f(u), f(u + 1), ...: table initialisers from a formula (the t5 lookup tables). */
 #define RYZ_REP4(f, u) f(u), f((u) + 1), f((u) + 2), f((u) + 3)
 #define RYZ_REP16(f, u) RYZ_REP4(f, u), RYZ_REP4(f, (u) + 4), RYZ_REP4(f, (u) + 8), RYZ_REP4(f, (u) + 12)
 #define RYZ_REP64(f, u) RYZ_REP16(f, u), RYZ_REP16(f, (u) + 16), RYZ_REP16(f, (u) + 32), RYZ_REP16(f, (u) + 48)

@@ -42,14 +42,6 @@
 
 #define ROWS 4
 
-/* The fields of groups A and B for every value of the low 7 bits of q (internal.h). */
-#define TA(u) RYZ_T5_FIELDS_A((u) % 14)
-#define TB(u) RYZ_T5_FIELDS_B((u) / 14)
-static const uint8_t table_a[128] __attribute__((aligned(64))) = {RYZ_REP64(TA, 0), RYZ_REP64(TA, 64)};
-static const uint8_t table_b[128] __attribute__((aligned(64))) = {RYZ_REP64(TB, 0), RYZ_REP64(TB, 64)};
-#undef TA
-#undef TB
-
 /* 128-entry table lookup on the low 7 bits of q: t[p] holds entries 64p .. 64p + 63; b6 is
  * bit 6 of q (vpermb only). */
 static inline __attribute__((always_inline)) __m512i lookup128(const __m512i t[2], __m512i q, __mmask64 b6,
@@ -70,8 +62,8 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
                                                       int64_t ldy, int64_t m_base, const int path) {
     const int by_vpermb = path & 1, pf = path >> 1;
     const int64_t blocks = a->Kp / 320;
-    const __m512i ta[2] = {_mm512_load_si512(table_a), _mm512_load_si512(table_a + 64)};
-    const __m512i tb[2] = {_mm512_load_si512(table_b), _mm512_load_si512(table_b + 64)};
+    const __m512i ta[2] = {_mm512_load_si512(ryz_t5_fields_a), _mm512_load_si512(ryz_t5_fields_a + 64)};
+    const __m512i tb[2] = {_mm512_load_si512(ryz_t5_fields_b), _mm512_load_si512(ryz_t5_fields_b + 64)};
     const __m512i bit6 = _mm512_set1_epi8(0x40), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c), m2 = _mm512_set1_epi8(0x30);
     for (int64_t t = t0; t < t1; t++) {

@@ -57,7 +57,15 @@ void ryz_pack_i2_lut64x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int
 
 /* Five codes c_0..c_4 of the planes (c_0 the most significant base-3 digit) as one byte
  * q = s << 7 | (14 b + a): groups A (c_0..c_2) and B (c_3, c_4), A stored up to sign
- * (internal.h, RYZ_T5_FIELDS_A; checked for all 243 groups by the kernels' exactness tests). */
+ * (internal.h; checked for all 243 groups and all 256 bytes by the kernels' tests).  The
+ * readers share these tables of the groups' fields, indexed by the low 7 bits. */
+#define FA(u) RYZ_T5_FIELDS_A((u) % 14)
+#define FB(u) RYZ_T5_FIELDS_B((u) / 14)
+const uint8_t ryz_t5_fields_a[128] __attribute__((aligned(64))) = {RYZ_REP64(FA, 0), RYZ_REP64(FA, 64)};
+const uint8_t ryz_t5_fields_b[128] __attribute__((aligned(64))) = {RYZ_REP64(FB, 0), RYZ_REP64(FB, 64)};
+#undef FA
+#undef FB
+
 void ryz_pack_t5_k320x4(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64_t Kp, uint8_t *out) {
     for (int64_t m0 = 0; m0 < Mp; m0 += 4)
         for (int64_t kb = 0; kb < Kp; kb += 320)

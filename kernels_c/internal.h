@@ -194,7 +194,8 @@ typedef struct ryz_ukr {
     int nc;              /* tokens per activation panel (multiple of nr) */
     int min_n;           /* ryz_gemm takes the blocked path for N >= min_n (mad kernels) */
     ryz_ukr_fn run;
-    ryz_decode_fn decode_k256x4;   /* fast decoder of i2_k256x4 in this ISA, or NULL */
+    ryz_decode_fn decode_k256x4;      /* fast decoder of i2_k256x4 in this ISA, or NULL */
+    ryz_decode_fn decode_t5_k320x4;   /* fast decoder of t5_k320x4 in this ISA, or NULL */
 } ryz_ukr;
 
 extern const ryz_ukr ryz_ukr_scalar, ryz_ukr_mad_avx2, ryz_ukr_mad_avx512vnni;

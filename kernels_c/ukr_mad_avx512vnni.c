@@ -9,10 +9,7 @@
  * first K block (sum(c * x) = sum(w * x) + sum(x)), later blocks add to y.  The adds wrap
  * modulo 2^32, so intermediate values outside int32 (huge K) still give the exact result.
  *
- * Decoder: 16 rows' 64-byte vectors of one 256-weight block are transposed as 16 x 16
- * dwords, so dword r of Z[g] is bytes 4g..4g+3 of row r; field s of those bytes, shifted
- * down and masked, is the codes of k = 64s + 4g .. 64s + 4g + 3: one group of the block,
- * stored as it is.  About three instructions per 64 codes. */
+ * Decoders of i2_k256x4 and t5_k320x4: see decode_tiles. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -95,12 +92,22 @@ static inline void transpose16(__m512i r[16], __m512i z[16]) {
     }
 }
 
-static void decode_k256x4(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr,
-                          int64_t k0, int64_t kc, uint8_t *out) {
-    (void)format, (void)mr;   /* mr == MR: the framework decodes for this microkernel */
-    const int64_t blocks = a->Kp / 256, kb0 = k0 / 256, kb1 = (k0 + kc + 255) / 256;
-    const int64_t tiles = a->Mp / 4;
-    const __m512i three = _mm512_set1_epi8(3);
+/* The decoders of the two formats of 4-row tiles with 256 bytes per tile and k-block
+ * (i2_k256x4: 256 k per block, t5_k320x4: 320), specialised for each.  16 rows' 64-byte vectors
+ * of one block are transposed as 16 x 16 dwords, so dword r of Z[g] is bytes 4g..4g+3 of row r,
+ * and the bytes at one position hold the codes of k = 64s + 4g .. 64s + 4g + 3 of the block
+ * for each field s: one group of 4 k, stored as it is.  i2: field s of a byte is bits 2s, 2s+1
+ * (about three instructions per 64 codes).  t5: the byte's two table lookups and the sign of
+ * its group A (as mad_t5_avx512vnni.c) give the fields of its five planes first.  Only groups
+ * of k in [k0, k0 + kc rounded up to 64) are written: a t5 block may start before k0. */
+static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a, int64_t m0, int64_t panels,
+                                                               int64_t k0, int64_t kc, uint8_t *out, const int t5) {
+    const int64_t kblock = t5 ? 320 : 256, blocks = a->Kp / kblock, tiles = a->Mp / 4;
+    const int64_t kb0 = k0 / kblock, kb1 = (k0 + kc + kblock - 1) / kblock;
+    const int64_t g0 = k0 / 4, g1 = (k0 + kc + 63) / 64 * 16;   /* groups of 4 k written */
+    const __m512i three = _mm512_set1_epi8(3), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
+    const __m512i ta0 = _mm512_load_si512(ryz_t5_fields_a), ta1 = _mm512_load_si512(ryz_t5_fields_a + 64);
+    const __m512i tb0 = _mm512_load_si512(ryz_t5_fields_b), tb1 = _mm512_load_si512(ryz_t5_fields_b + 64);
     for (int64_t p = 0; p < panels; p++)
         for (int h = 0; h < MR / 16; h++) {
             const int64_t t0 = (m0 + p * MR + 16 * h) / 4;   /* 4 tiles of 4 rows */
@@ -117,23 +124,40 @@ static void decode_k256x4(const ryz_args *a, int format, int64_t m0, int64_t pan
             uint8_t *dst = out + p * (int64_t)RYZ_KC * MR + 64 * h;
             for (int64_t kb = kb0; kb < kb1; kb++) {
                 __m512i r[16], z[16];
-                if (valid == 4) {
-                    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(tile[i / 4] + kb * 256 + 64 * (i % 4));
-                } else {
-                    for (int i = 0; i < 16; i++)
-                        r[i] = i / 4 < valid ? _mm512_loadu_si512(tile[i / 4] + kb * 256 + 64 * (i % 4)) : _mm512_setzero_si512();
-                }
+                for (int i = 0; i < 16; i++)
+                    r[i] = i / 4 < valid ? _mm512_loadu_si512(tile[i / 4] + kb * 256 + 64 * (i % 4)) : _mm512_setzero_si512();
                 transpose16(r, z);
-                uint8_t *d = dst + (kb - kb0) * 64 * MR * 4;   /* 64 groups per block */
+                const int64_t gb = kb * kblock / 4;   /* the block's first group */
                 for (int g = 0; g < 16; g++) {
-                    _mm512_store_si512(d + (g + 0) * MR * 4, _mm512_and_si512(z[g], three));
-                    _mm512_store_si512(d + (g + 16) * MR * 4, _mm512_and_si512(_mm512_srli_epi32(z[g], 2), three));
-                    _mm512_store_si512(d + (g + 32) * MR * 4, _mm512_and_si512(_mm512_srli_epi32(z[g], 4), three));
-                    _mm512_store_si512(d + (g + 48) * MR * 4, _mm512_and_si512(_mm512_srli_epi32(z[g], 6), three));
+                    __m512i f[5];
+                    if (t5) {
+                        const __m512i fa = _mm512_permutex2var_epi8(ta0, z[g], ta1);
+                        f[0] = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(z[g]), neg_a, fa);
+                        f[1] = _mm512_srli_epi32(f[0], 2), f[2] = _mm512_srli_epi32(f[0], 4);
+                        f[3] = _mm512_permutex2var_epi8(tb0, z[g], tb1), f[4] = _mm512_srli_epi32(f[3], 2);
+                    } else {
+                        for (int s = 0; s < 4; s++) f[s] = _mm512_srli_epi32(z[g], 2 * s);
+                    }
+                    for (int s = 0; s < (t5 ? 5 : 4); s++) {
+                        const int64_t G = gb + 16 * s + g;
+                        if (G >= g0 && G < g1) _mm512_store_si512(dst + (G - g0) * MR * 4, _mm512_and_si512(f[s], three));
+                    }
                 }
             }
         }
 }
 
+static void decode_k256x4(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr, int64_t k0, int64_t kc,
+                          uint8_t *out) {
+    (void)format, (void)mr;   /* mr == MR: the framework decodes for this microkernel */
+    decode_tiles(a, m0, panels, k0, kc, out, 0);
+}
+
+static void decode_t5_k320x4(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr, int64_t k0,
+                             int64_t kc, uint8_t *out) {
+    (void)format, (void)mr;
+    decode_tiles(a, m0, panels, k0, kc, out, 1);
+}
+
 const ryz_ukr ryz_ukr_mad_avx512vnni = {"mad_avx512vnni", MR, NR, UKR512_MC, UKR512_NC, UKR512_MIN_N,
-                                        run, decode_k256x4};
+                                        run, decode_k256x4, decode_t5_k320x4};

@@ -15,7 +15,10 @@ What one measurement does (:func:`measure_decode`):
    thread count (:meth:`ReadBench.for_working_set`: a buffer of one token's bytes, so the
    probe meets the caches the token meets); the bandwidth is the median of those samples (samples
    before and after the tokens are reported too).  On a shared machine the bandwidth drifts,
-   so shares of it are medians over tokens of each token's rate over the sample after it.
+   so shares of it are medians over tokens of each token's rate over the faster of the two
+   samples around it (the one before it and the one after): the host's bursts of bandwidth
+   come and go within a token, and a token that ran in one while the sample after it did not
+   showed 103 % of "its" bandwidth (notebook 08, 2026-12-07) when only the later sample counted.
 4. Reports tok/s = 1 / median step time (a step is one token); the bytes one token streams
    (packed ternary weights, the LM head chosen with ``--head`` (int8 by default), float32 KV cache at the step's context; mean over the
    timed tokens); roofline tok/s = bandwidth / bytes per token, i.e. the speed if every byte
@@ -129,10 +132,12 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     roofline_tok_s = read_gbps * 1e9 / bytes_total
     gemv_s = float(np.median([c["ternary_gemv"] for c in cats]))
     ternary_gbps = b["ternary"] / gemv_s / 1e9
-    # Shares of the bandwidth: median over tokens of (this token's rate / the probe sample after it).
-    pct_roof = 100.0 * float(np.median([(bytes_total / t) / (probe.nbytes / p) for t, p in zip(step_s, bw_between)]))
+    # Shares of the bandwidth: median over tokens of (this token's rate / the faster probe sample
+    # of the two around it).
+    around = [min(p, q) for p, q in zip([min(bw_before)] + bw_between[:-1], bw_between)]
+    pct_roof = 100.0 * float(np.median([(bytes_total / t) / (probe.nbytes / p) for t, p in zip(step_s, around)]))
     pct_ternary = 100.0 * float(np.median([(b["ternary"] / c["ternary_gemv"]) / (probe.nbytes / p)
-                                           for c, p in zip(cats, bw_between)]))
+                                           for c, p in zip(cats, around)]))
     mean_ms = {c: 1e3 * float(np.mean([x[c] for x in cats])) for c in TIMING_CATEGORIES}
     total_ms = sum(mean_ms.values())
     return {
@@ -169,7 +174,7 @@ def _print(r: dict) -> None:
     print(f"read BW      {r['read_gbps']:.1f} GB/s ({r['threads']} thread(s), sampled after every timed token; "
           f"{r['read_gbps_before']:.1f} before, {r['read_gbps_after']:.1f} after)")
     print(f"roofline     {r['roofline_tok_s']:.2f} tok/s  -> reached {r['pct_of_roofline']:.0f} % "
-          "(median over tokens of each token's share of the bandwidth sampled after it)")
+          "(median over tokens of each token's share of the faster bandwidth sample around it)")
     print(f"ternary      {r['ternary_gbps']:.1f} GB/s in the ternary GEMVs = {r['pct_ternary_of_read_bw']:.0f} % "
           f"of the read bandwidth")
     print("per token    " + "   ".join(f"{c} {r['breakdown_ms'][c]:.1f} ms ({r['breakdown_pct'][c]:.0f} %)"

@@ -99,11 +99,12 @@ int ryz_head_run_parallel(const ryz_head_plan *p, int threads) {
     return RYZ_OK;
 }
 
-/* One product with the given schedule: the blocked GEMM (gemm_blocked.c) where it applies
- * (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
+/* One product with the given schedule: the blocked GEMM (gemm_blocked.c; gemm_lut_blocked.c
+ * for the LUT kernels) where it applies (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
  * guide's critical variant, whose private row buffers are allocated per call as the guide does. */
 static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads, int schedule) {
-    if (ryz_blocked_applies(k, a->N, schedule)) return ryz_gemm_blocked(k, a, y, threads);
+    if (ryz_blocked_applies(k, a->N, schedule))
+        return strcmp(k->desc.method, "lut") ? ryz_gemm_blocked(k, a, y, threads) : ryz_gemm_lut_blocked(k, a, y, threads);
     const int64_t rt = format_of(k)->row_tile, tiles = a->Mp / rt;
     if (schedule == RYZ_SCHED_BLOCKS && threads == 1) {
         ryz_prefetch_block_head(k, a, 0, tiles);
@@ -170,7 +171,8 @@ int ryz_setup_args(int kernel, const unsigned char *packed, long long packed_byt
     int64_t Mp, Kp;
     padded_dims(k, M, K, &Mp, &Kp);
     uintptr_t aligned = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
-    *a = (ryz_args){packed, M, K, Mp, Kp, N, (const int8_t *)x, (uint8_t *)aligned, k->ws_stride(Kp), k->variant()};
+    *a = (ryz_args){packed, M, K, Mp, Kp, N, (const int8_t *)x, (uint8_t *)aligned, k->ws_stride(Kp), k->variant(),
+                    0, Kp, 0};
     *kout = k;
     return RYZ_OK;
 }

@@ -164,6 +164,7 @@ int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule) {
     if (schedule != RYZ_SCHED_BLOCKS) return 0;   /* the guide's schedules stay "before" baselines */
     const int o = path_override();
     if (o) return o > 0;
+    if (!strcmp(k->desc.method, "lut")) return N >= RYZ_LUT_BLOCKED_MIN_N;   /* gemm_lut_blocked.c */
     /* Only where a vectorised decoder serves the format: the generic per-weight decoder
      * (code_at) made the 1.6-bit mad_t5_* kernels 20-60x slower on the blocked path at
      * N >= 16 than on their own row tiles (notebook 06, 2 threads, 2560x2560). */
@@ -191,8 +192,10 @@ static plan make_plan(const ryz_ukr *u, int64_t M, int64_t N, int64_t K) {
     return p;
 }
 
-/* xsum, the activation panel, the decoded blocks; 64 bytes of alignment slack. */
+/* xsum, the activation panel, the decoded blocks; 64 bytes of alignment slack.  None for the
+ * LUT kernels, whose blocked path reads the row tiles' tables (gemm_lut_blocked.c). */
 int64_t ryz_blocked_ws_bytes(const ryz_kernel_entry *k, int64_t M, int64_t N, int64_t K) {
+    if (!strcmp(k->desc.method, "lut")) return 0;
     plan p = make_plan(k->ukr, M, N, K);
     return p.xsum_bytes + p.panel_bytes + p.block_bytes + 64;
 }

@@ -47,6 +47,12 @@ typedef struct ryz_args {
     uint8_t *ws;
     int64_t ws_stride;
     int variant;  /* the kernel's code path, chosen once per call (kernels.def, "variant") */
+    /* The LUT kernels read k in [k0, k1) only (multiples of RYZ_KC, or Kp) and add their
+     * results to y when `accumulate` is set (ryz_put_rows): the blocked LUT path
+     * (gemm_lut_blocked.c) runs them one K block at a time.  Every other caller passes all of
+     * K (0, Kp) and 0, and the other kernels always read all of K. */
+    int64_t k0, k1;
+    int accumulate;
 } ryz_args;
 
 /* Prepare tokens [n0, n1) of the activations into the workspace. */
@@ -328,6 +334,21 @@ static inline void ryz_store_rows(const int32_t *tile, int64_t rows, int64_t m0,
                                   int32_t *y, int64_t ldy, int64_t n, int64_t m_base) {
     int64_t valid = M - m0 < rows ? M - m0 : rows;
     for (int64_t r = 0; r < valid; r++) y[n * ldy + (m0 + r - m_base)] = tile[r];
+}
+
+/* ryz_store_rows, or add the tile to y when the call accumulates (a LUT kernel's later K
+ * blocks).  Modulo 2^32, as the microkernels add: every partial sum and the result fit int32. */
+static inline void ryz_put_rows(const ryz_args *a, const int32_t *tile, int64_t rows, int64_t m0, int32_t *y,
+                                int64_t ldy, int64_t n, int64_t m_base) {
+    if (!a->accumulate) {
+        ryz_store_rows(tile, rows, m0, a->M, y, ldy, n, m_base);
+        return;
+    }
+    const int64_t valid = a->M - m0 < rows ? a->M - m0 : rows;
+    for (int64_t r = 0; r < valid; r++) {
+        int32_t *o = &y[n * ldy + (m0 + r - m_base)];
+        *o = (int32_t)((uint32_t)*o + (uint32_t)tile[r]);
+    }
 }
 
 #endif

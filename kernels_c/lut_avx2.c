@@ -5,7 +5,8 @@
  * lane, so one ymm load of the table planes gives both lanes' tables - the high nibbles
  * pairs (4u+2, 4u+3).  Byte planes are looked up separately and interleaved back into exact
  * int16 values (unpack lo/hi), summed in int16 for 32 blocks (2 values of |s| <= 256 per
- * lane per block: |sum| <= 16384) and widened to int32 every 256 weights (k_align). */
+ * lane per block: |sum| <= 16384) and widened to int32 every 256 weights (k_align).  Reads k in
+ * [a->k0, a->k1) (the blocked LUT path's K blocks, gemm_lut_blocked.c). */
 #include <immintrin.h>
 
 #include "internal.h"
@@ -24,7 +25,7 @@ void ryz_run_lut_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
         for (int64_t n = 0; n < a->N; n++) {
             const uint8_t *lo = ryz_lut_lo(a, n), *hi = ryz_lut_hi(a, n);
             __m256i acc_a = _mm256_setzero_si256(), acc_b = _mm256_setzero_si256();  /* rows 0-7, 8-15 */
-            for (int64_t u0 = 0; u0 < blocks; u0 += 32) {
+            for (int64_t u0 = a->k0 / 8; u0 < a->k1 / 8; u0 += 32) {
                 __m256i sa = _mm256_setzero_si256(), sb = _mm256_setzero_si256();
                 for (int64_t u = u0; u < u0 + 32; u++) {
                     if (u % 2 == 0) ryz_prefetch(w + 32 * u);
@@ -44,7 +45,7 @@ void ryz_run_lut_avx2(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, int
             int32_t out[16];
             _mm256_storeu_si256((__m256i *)out, acc_a);
             _mm256_storeu_si256((__m256i *)(out + 8), acc_b);
-            ryz_store_rows(out, 16, t * 16, a->M, y, ldy, n, m_base);
+            ryz_put_rows(a, out, 16, t * 16, y, ldy, n, m_base);
         }
     }
 }

@@ -7,7 +7,8 @@
  * looked-up bytes of a row are adjacent, so vpdpbusd against ones sums them straight into
  * that row's int32 lane: unsigned low plane and signed high plane in two accumulators,
  * s = lo + 256 * hi.  Exact for every int8.  The four table registers of a block serve all
- * 64 rows of the tile: tables (16 bytes per weight pair) are read from L2 once per 64 rows. */
+ * 64 rows of the tile: tables (16 bytes per weight pair) are read from L2 once per 64 rows.
+ * Reads k in [a->k0, a->k1) (the blocked LUT path's K blocks, gemm_lut_blocked.c). */
 #include <immintrin.h>
 
 #include "internal.h"
@@ -27,7 +28,7 @@ void ryz_run_lut_avx512(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, i
             const uint8_t *lo = ryz_lut_lo(a, n), *hi = ryz_lut_hi(a, n);
             __m512i acc_lo[GROUPS], acc_hi[GROUPS];
             for (int q = 0; q < GROUPS; q++) acc_lo[q] = acc_hi[q] = _mm512_setzero_si512();
-            for (int64_t u = 0; u < blocks; u++) {
+            for (int64_t u = a->k0 / 16; u < a->k1 / 16; u++) {
                 const __m512i lo0 = _mm512_load_si512(lo + 128 * u), lo1 = _mm512_load_si512(lo + 128 * u + 64);
                 const __m512i hi0 = _mm512_load_si512(hi + 128 * u), hi1 = _mm512_load_si512(hi + 128 * u + 64);
                 for (int q = 0; q < GROUPS; q++) {
@@ -46,7 +47,7 @@ void ryz_run_lut_avx512(const ryz_args *a, int64_t t0, int64_t t1, int32_t *y, i
             int32_t out[16 * GROUPS];
             for (int q = 0; q < GROUPS; q++)
                 _mm512_storeu_si512(out + 16 * q, _mm512_add_epi32(acc_lo[q], _mm512_slli_epi32(acc_hi[q], 8)));
-            ryz_store_rows(out, 16 * GROUPS, t * 16 * GROUPS, a->M, y, ldy, n, m_base);
+            ryz_put_rows(a, out, 16 * GROUPS, t * 16 * GROUPS, y, ldy, n, m_base);
         }
     }
 }

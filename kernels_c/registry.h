@@ -62,6 +62,12 @@ int64_t ryz_tile_bytes(const ryz_kernel_entry *k, const ryz_args *a);
 int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule);
 int64_t ryz_blocked_ws_bytes(const ryz_kernel_entry *k, int64_t M, int64_t N, int64_t K);
 int ryz_gemm_blocked(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads);
+/* The LUT kernels' blocked path (gemm_lut_blocked.c): the row-tile workspace, K in blocks;
+ * ryz_gemm takes it from this N on (kernels_c/README.md, "The blocked LUT path"). */
+#ifndef RYZ_LUT_BLOCKED_MIN_N
+#define RYZ_LUT_BLOCKED_MIN_N 16
+#endif
+int ryz_gemm_lut_blocked(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads);
 void ryz_prefetch_block_head(const ryz_kernel_entry *k, const ryz_args *a, int64_t t0, int64_t t1);
 
 #endif

@@ -329,11 +329,18 @@ static inline void ryz_t5_codes(unsigned q, int c[5]) {
 #define RYZ_REP16(f, u) RYZ_REP4(f, u), RYZ_REP4(f, (u) + 4), RYZ_REP4(f, (u) + 8), RYZ_REP4(f, (u) + 12)
 #define RYZ_REP64(f, u) RYZ_REP16(f, u), RYZ_REP16(f, (u) + 16), RYZ_REP16(f, (u) + 32), RYZ_REP16(f, (u) + 48)
 
-/* Copy a tile's results (rows m0 .. m0+rows-1, clipped to M) for token n to y. */
+/* Copy a tile's results (rows m0 .. m0+rows-1, clipped to M) for token n to y.  A whole tile
+ * is a copy of the kernel's constant size, which the compiler inlines: the clipped loop alone
+ * became a call to memcpy for every tile and token, with vzeroupper and the accumulators
+ * spilled around it (kernels_c/README.md, "Memory layout and prefetch"). */
 static inline void ryz_store_rows(const int32_t *tile, int64_t rows, int64_t m0, int64_t M,
                                   int32_t *y, int64_t ldy, int64_t n, int64_t m_base) {
-    int64_t valid = M - m0 < rows ? M - m0 : rows;
-    for (int64_t r = 0; r < valid; r++) y[n * ldy + (m0 + r - m_base)] = tile[r];
+    int32_t *dst = y + n * ldy + (m0 - m_base);
+    if (M - m0 >= rows) {
+        memcpy(dst, tile, (size_t)rows * sizeof *tile);
+        return;
+    }
+    for (int64_t r = 0; r < M - m0; r++) dst[r] = tile[r];
 }
 
 /* ryz_store_rows, or add the tile to y when the call accumulates (a LUT kernel's later K

@@ -153,11 +153,11 @@ static int path_override(void) {
     return 0;
 }
 
-/* The ISA's vectorised decoder of the kernel's format, or NULL. */
-static ryz_decode_fn fast_decoder(const ryz_kernel_entry *k) {
-    if (k->format == RYZ_FMT_i2_k256x4) return k->ukr->decode_k256x4;
-    if (k->format == RYZ_FMT_t5_k320x4) return k->ukr->decode_t5_k320x4;
-    return NULL;
+/* The ISA's vectorised decoder of the kernel's format (run NULL where there is none). */
+static ryz_fast_decoder fast_decoder(const ryz_kernel_entry *k) {
+    if (k->format == RYZ_FMT_i2_k256x4) return k->ukr->k256x4;
+    if (k->format == RYZ_FMT_t5_k320x4) return k->ukr->t5_k320x4;
+    return (ryz_fast_decoder){NULL, 0};
 }
 
 int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule) {
@@ -168,7 +168,8 @@ int ryz_blocked_applies(const ryz_kernel_entry *k, int64_t N, int schedule) {
     /* Only where a vectorised decoder serves the format: the generic per-weight decoder
      * (code_at) made the 1.6-bit mad_t5_* kernels 20-60x slower on the blocked path at
      * N >= 16 than on their own row tiles (notebook 06, 2 threads, 2560x2560). */
-    return N >= k->ukr->min_n && !strcmp(k->desc.method, "mad") && fast_decoder(k);
+    const ryz_fast_decoder d = fast_decoder(k);
+    return d.run && N >= d.min_n && !strcmp(k->desc.method, "mad");
 }
 
 typedef struct plan {
@@ -218,7 +219,7 @@ int ryz_gemm_blocked(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
     const ryz_ukr *u = k->ukr;
     const int mr = u->mr, nr = u->nr;
     const plan p = make_plan(u, a->M, a->N, a->K);
-    const ryz_decode_fn decode = fast_decoder(k) ? fast_decoder(k) : ryz_decode_generic;
+    const ryz_decode_fn decode = fast_decoder(k).run ? fast_decoder(k).run : ryz_decode_generic;
 
     /* a->ws is 64-byte aligned (ryz_setup_args) and every part is a multiple of 64 bytes */
     int32_t *xsum = (int32_t *)a->ws;

@@ -193,15 +193,20 @@ typedef void (*ryz_ukr_fn)(int64_t kc4, const uint8_t *w, const int8_t *x, int32
 typedef void (*ryz_decode_fn)(const ryz_args *a, int format, int64_t m0, int64_t panels, int mr,
                               int64_t k0, int64_t kc, uint8_t *out);
 
+/* A vectorised decoder of one format in a microkernel's ISA, and the N from which ryz_gemm
+ * takes the blocked path for the mad kernels of that format (measured: the row tiles win below). */
+typedef struct ryz_fast_decoder {
+    ryz_decode_fn run;   /* NULL: none (the generic decoder serves forced blocked calls only) */
+    int min_n;
+} ryz_fast_decoder;
+
 typedef struct ryz_ukr {
     const char *name;
     int mr, nr;          /* tile: rows x tokens */
     int mc;              /* rows per thread group and block: mc x RYZ_KC codes stay in L2 */
     int nc;              /* tokens per activation panel (multiple of nr) */
-    int min_n;           /* ryz_gemm takes the blocked path for N >= min_n (mad kernels) */
     ryz_ukr_fn run;
-    ryz_decode_fn decode_k256x4;      /* fast decoder of i2_k256x4 in this ISA, or NULL */
-    ryz_decode_fn decode_t5_k320x4;   /* fast decoder of t5_k320x4 in this ISA, or NULL */
+    ryz_fast_decoder k256x4, t5_k320x4;   /* of i2_k256x4 and t5_k320x4 */
 } ryz_ukr;
 
 extern const ryz_ukr ryz_ukr_scalar, ryz_ukr_mad_avx2, ryz_ukr_mad_avx512vnni;

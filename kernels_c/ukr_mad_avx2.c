@@ -106,5 +106,5 @@ static void decode_k256x4(const ryz_args *a, int format, int64_t m0, int64_t pan
         }
 }
 
-/* min_n 48: blocked = row tiles at N = 32, +27 % at 64 (README) */
-const ryz_ukr ryz_ukr_mad_avx2 = {"mad_avx2", MR, NR, 256, 512, 48, run, decode_k256x4, NULL};
+/* i2_k256x4 from N = 48: blocked = row tiles at N = 32, +27 % at 64 (README) */
+const ryz_ukr ryz_ukr_mad_avx2 = {"mad_avx2", MR, NR, 256, 512, run, {decode_k256x4, 48}, {NULL, 0}};

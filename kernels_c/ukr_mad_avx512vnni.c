@@ -29,7 +29,10 @@
 #define UKR512_NC 512
 #endif
 #ifndef UKR512_MIN_N
-#define UKR512_MIN_N 16   /* blocked = row tiles at N = 12 (1 thread), +25 % at 16: README */
+#define UKR512_MIN_N 16   /* i2_k256x4: blocked = row tiles at N = 12 (1 thread), +25 % at 16: README */
+#endif
+#ifndef UKR512_MIN_N_T5
+#define UKR512_MIN_N_T5 8 /* t5_k320x4: blocked 1.27x the row tiles at N = 8, 0.62x at 4: README */
 #endif
 #define MR UKR512_MR
 #define NR UKR512_NR
@@ -159,5 +162,5 @@ static void decode_t5_k320x4(const ryz_args *a, int format, int64_t m0, int64_t 
     decode_tiles(a, m0, panels, k0, kc, out, 1);
 }
 
-const ryz_ukr ryz_ukr_mad_avx512vnni = {"mad_avx512vnni", MR, NR, UKR512_MC, UKR512_NC, UKR512_MIN_N,
-                                        run, decode_k256x4, decode_t5_k320x4};
+const ryz_ukr ryz_ukr_mad_avx512vnni = {"mad_avx512vnni", MR, NR, UKR512_MC, UKR512_NC, run,
+                                        {decode_k256x4, UKR512_MIN_N}, {decode_t5_k320x4, UKR512_MIN_N_T5}};

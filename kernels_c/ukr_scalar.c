@@ -27,5 +27,5 @@ static void run(int64_t kc4, const uint8_t *w, const int8_t *x, int32_t *y, int6
         }
 }
 
-/* min_n: no scalar kernel takes the blocked path unless RYZLAB_GEMM_PATH=blocked */
-const ryz_ukr ryz_ukr_scalar = {"scalar", MR, NR, 256, 256, 16, run, NULL, NULL};
+/* no fast decoders: no scalar kernel takes the blocked path unless RYZLAB_GEMM_PATH=blocked */
+const ryz_ukr ryz_ukr_scalar = {"scalar", MR, NR, 256, 256, run, {NULL, 0}, {NULL, 0}};

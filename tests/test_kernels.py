@@ -250,7 +250,7 @@ def test_blocked_largest_k(blocked):
     assert ryzlab.gemm(w, x, kernel="lut_scalar", threads=2)[0, 0] == -128 * K
 
 
-@pytest.mark.parametrize("N", [15, 16, 17, 47, 48, 49, 100])
+@pytest.mark.parametrize("N", [7, 8, 9, 15, 16, 17, 47, 48, 49, 100])
 def test_dispatch_by_n_paths_agree(kernel, monkeypatch, N):
     """Around the N thresholds the default dispatch, the row tiles and the blocked path all
     equal the oracle."""

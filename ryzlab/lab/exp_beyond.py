@@ -12,7 +12,9 @@ Tables:
   measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
   (2-bit, int8 head: today's default) and the smallest one alternate token by token, so their
   speed ratio ``vs_default`` (the default's step time ÷ the smallest's, > 1 when the smallest is
-  faster) is a median of per-round ratios.
+  faster) is a median of per-round ratios; a read-probe sample joins each round, and
+  ``vs_default_read_gbps`` is their median: the ratio depends on the host's bandwidth at the
+  time (the 1.6-bit kernel is bound by its decoding where a core gets more than ~20 GB/s).
 * ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
   head_agreement`): top-1 agreement and KL divergence over decode steps.
 """
@@ -90,15 +92,19 @@ def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int,
                                                                "pct_ternary_of_read_bw")}})
     frame = pd.DataFrame(rows)
     frame["vs_default"] = np.nan
+    frame["vs_default_read_gbps"] = np.nan
     if len(configs) > 1:
-        frame.loc[len(frame) - 1, "vs_default"] = alternate(model, configs[0], configs[-1], threads, tokens, seed)
-        frame.loc[0, "vs_default"] = 1.0
+        ratio, gbps = alternate(model, configs[0], configs[-1], threads, tokens, seed)
+        frame.loc[len(frame) - 1, ["vs_default", "vs_default_read_gbps"]] = ratio, gbps
+        frame.loc[0, ["vs_default", "vs_default_read_gbps"]] = 1.0, gbps
     return frame
 
 
-def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, tokens: int, seed: int) -> float:
+def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, tokens: int,
+              seed: int) -> tuple[float, float]:
     """Median over rounds of (a's step time / b's step time), the two models decoding one token
-    per round in rotating order (both in memory at once)."""
+    per round in rotating order (both in memory at once) with a read-probe sample (a buffer of
+    a's token bytes), and the probe's median rate in GB/s."""
     ma = Model.generate(model, seed=seed, kernel=a[0], head=a[1], max_context=tokens + 4)
     mb = Model.generate(model, seed=seed, kernel=b[0], head=b[1], max_context=tokens + 4)
 
@@ -115,8 +121,9 @@ def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, 
 
     sa, sb = Steps(ma), Steps(mb)
     sa.sample(), sb.sample()  # warm-up
-    per = harness.interleave({"a": sa, "b": sb}, tokens)
-    return harness.median_ratio(per["a"], per["b"])
+    probe = harness.ReadBench.for_working_set(threads, sum(ma.bytes_per_token().values()))
+    per = harness.interleave({"a": sa, "b": sb, "read": probe}, tokens)
+    return harness.median_ratio(per["a"], per["b"]), probe.nbytes / float(np.median(per["read"])) / 1e9
 
 
 def accuracy(model: str, heads: Sequence[str], steps: int, seed: int) -> pd.DataFrame:

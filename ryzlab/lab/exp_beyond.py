@@ -12,7 +12,8 @@ Tables:
   measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
   (2-bit, int8 head: today's default) and the smallest one alternate token by token, so their
   speed ratio ``vs_default`` (the default's step time ÷ the smallest's, > 1 when the smallest is
-  faster) is a median of per-round ratios; a read-probe sample joins each round, and
+  faster) is a median of per-round ratios (:data:`ALTERNATION_ROUNDS_PER_TOKEN` rounds per timed
+  token); a read-probe sample joins each round, and
   ``vs_default_read_gbps`` is their median: the ratio depends on the host's bandwidth at the
   time (the 1.6-bit kernel is bound by its decoding where a core gets more than ~20 GB/s).
 * ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
@@ -78,6 +79,13 @@ def ternary_gemv(model: str, kernel_names: Sequence[str], threads: int, samples:
     return pd.DataFrame(rows)
 
 
+#: Rounds of the token-by-token alternation per timed token of a configuration: a round costs
+#: two tokens and a probe pass (~50 ms for 2B-4T on 2 threads), and with 16 rounds the ratio
+#: moved by several percent between runs (16- and 32-round runs with the probe at 35-43 GB/s
+#: gave 1.31-1.35, 2026-12-07).
+ALTERNATION_ROUNDS_PER_TOKEN = 4
+
+
 def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int, tokens: int,
                    seed: int) -> pd.DataFrame:
     """The ``beyond_decode`` table for (kernel, head) pairs; see the module doc.  The first and
@@ -94,7 +102,7 @@ def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int,
     frame["vs_default"] = np.nan
     frame["vs_default_read_gbps"] = np.nan
     if len(configs) > 1:
-        ratio, gbps = alternate(model, configs[0], configs[-1], threads, tokens, seed)
+        ratio, gbps = alternate(model, configs[0], configs[-1], threads, ALTERNATION_ROUNDS_PER_TOKEN * tokens, seed)
         frame.loc[len(frame) - 1, ["vs_default", "vs_default_read_gbps"]] = ratio, gbps
         frame.loc[0, ["vs_default", "vs_default_read_gbps"]] = 1.0, gbps
     return frame

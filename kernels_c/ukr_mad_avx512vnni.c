@@ -102,7 +102,9 @@ static inline void transpose16(__m512i r[16], __m512i z[16]) {
  * for each field s: one group of 4 k, stored as it is.  i2: field s of a byte is bits 2s, 2s+1
  * (about three instructions per 64 codes).  t5: the byte's two table lookups and the sign of
  * its group A (as mad_t5_avx512vnni.c) give the fields of its five planes first.  Only groups
- * of k in [k0, k0 + kc rounded up to 64) are written: a t5 block may start before k0. */
+ * of k in [k0, k0 + kc rounded up to 64) are written: a t5 block may start before k0.  The t5
+ * lookups are VBMI (vpermi2b): only mad_t5_avx512vnni, which requires VBMI, reaches them; the
+ * i2 instance, which mad_avx512vnni (no VBMI needed) uses, has none. */
 static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a, int64_t m0, int64_t panels,
                                                                int64_t k0, int64_t kc, uint8_t *out, const int t5) {
     const int64_t kblock = t5 ? 320 : 256, blocks = a->Kp / kblock, tiles = a->Mp / 4;

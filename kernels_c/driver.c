@@ -100,8 +100,9 @@ int ryz_head_run_parallel(const ryz_head_plan *p, int threads) {
 }
 
 /* One product with the given schedule: the blocked GEMM (gemm_blocked.c; gemm_lut_blocked.c
- * for the LUT kernels) where it applies (N large enough, schedule blocks), else row tiles.  Returns RYZ_ENOMEM only for the
- * guide's critical variant, whose private row buffers are allocated per call as the guide does. */
+ * for the LUT kernels) where it applies (N large enough, schedule blocks), else row tiles.
+ * Returns RYZ_ENOMEM only for the blocked LUT path's counters and the guide's critical variant,
+ * whose private row buffers are allocated per call as the guide does. */
 static int gemm_once(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, int threads, int schedule) {
     if (ryz_blocked_applies(k, a->N, schedule))
         return strcmp(k->desc.method, "lut") ? ryz_gemm_blocked(k, a, y, threads) : ryz_gemm_lut_blocked(k, a, y, threads);

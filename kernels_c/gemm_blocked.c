@@ -219,7 +219,7 @@ int ryz_gemm_blocked(const ryz_kernel_entry *k, const ryz_args *a, int32_t *y, i
     const ryz_ukr *u = k->ukr;
     const int mr = u->mr, nr = u->nr;
     const plan p = make_plan(u, a->M, a->N, a->K);
-    const ryz_decode_fn decode = fast_decoder(k).run ? fast_decoder(k).run : ryz_decode_generic;
+    const ryz_decode_fn fast = fast_decoder(k).run, decode = fast ? fast : ryz_decode_generic;
 
     /* a->ws is 64-byte aligned (ryz_setup_args) and every part is a multiple of 64 bytes */
     int32_t *xsum = (int32_t *)a->ws;

@@ -13,7 +13,8 @@
  * lookups, one masked subtract, 5 and, 5 vpdpbusd.  The lookups bound the loop on both
  * vendors (a lookup costs about two vpdpbusd's worth in this loop on Zen 4), which is why
  * the format spends a bit on the sign: the first encoding (llama.cpp TQ1_0's base-3 scaling)
- * needed two 256-entry lookups, four vpermi2b, and decoded 1.2x slower (kernels_c/README.md).
+ * needed two 256-entry lookups, four vpermi2b, and decoded 1.14x slower on a warm Zen 4 core
+ * (kernels_c/README.md).
  *
  * A 128-entry lookup, two ways (the CPU's costs choose):
  *   vpermi2b  one vpermi2b over two registers: on AMD Zen 4 it costs what a vpermb does.

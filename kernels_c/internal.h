@@ -310,17 +310,22 @@ int ryz_rmsnorm_quant_avx512(const float *x, const float *w, long long n, double
 #include "formats.def"
 #undef RYZ_FORMAT
 
-/* The t5_k320x4 byte (formats.def): q = s << 7 | (14 b + a) holds the codes c_0..c_4 of its
- * five planes as group A = 9 c_0 + 3 c_1 + c_2 (0..26) and group B = 3 c_3 + c_4 (0..8):
- * b = B, and a = A when A <= 13, else a = 26 - A with s = 1 (26 - A is A with every code
- * c turned into 2 - c, its weights negated).  The packer (pack.c) writes it, every kernel
- * reads it through these definitions.  Low bits 126 and 127 are never packed; every kernel
- * reads them by the same formulas (b = 9), so a tampered buffer gives one answer. */
+/* The t5_k320x4 byte (formats.def): q = s << 7 | h << 6 | v, v = 7 b + r, holds the codes
+ * c_0..c_4 of its five planes as group A = 9 c_0 + 3 c_1 + c_2 (0..26) and group B = 3 c_3 +
+ * c_4 (0..8): b = B, and a = 7 h + r is A when A <= 13, else 26 - A with s = 1 (26 - A is A
+ * with every code c turned into 2 - c, its weights negated).  So B depends on the low 6 bits
+ * alone (one 64-entry lookup) and A on the low 7 (kernels_c/README.md, "Group B on six
+ * bits").  The packer (pack.c) writes it, every kernel reads it through these definitions.
+ * v = 63 is never packed; every kernel reads it by the same formulas (b = 9, r = 0), so a
+ * tampered buffer gives one answer. */
+#define RYZ_T5_B(u) ((u) % 64 / 7)                      /* group B of the low 7 bits u */
+#define RYZ_T5_A(u) ((u) % 64 % 7 + 7 * ((u) / 64 % 2)) /* group A (up to sign) of u */
 #define RYZ_T5_FIELDS_A(a) ((a) / 9 | (a) / 3 % 3 << 2 | (a) % 3 << 4) /* c_0 | c_1 << 2 | c_2 << 4 */
 #define RYZ_T5_FIELDS_B(b) ((b) / 3 | (b) % 3 << 2)                    /* c_3 | c_4 << 2 */
 #define RYZ_T5_NEG_A 0x2a   /* RYZ_T5_NEG_A - fields A: every code c -> 2 - c (no borrows) */
 
-/* The fields of groups A and B (before the sign) for each value of the low 7 bits (pack.c). */
+/* The fields of groups A and B (before the sign) for each value of the low 7 bits (pack.c);
+ * ryz_t5_fields_b[u] = ryz_t5_fields_b[u % 64]. */
 extern const uint8_t ryz_t5_fields_a[128], ryz_t5_fields_b[128];
 
 static inline void ryz_t5_codes(unsigned q, int c[5]) {

@@ -1,15 +1,15 @@
 /* mad_t5_avx2.c - multiply-add GEMM on the t5_k320x4 format (5 base-3 codes per byte) with
  * vpmaddubsw, for CPUs without AVX-512.
  *
- * A byte q = s << 7 | (14 b + a) (internal.h, formats.def).  With h = bits 4-6 and l = bits
- * 0-3 of q, 14 b + a = 14 h + t with t = 2 h + l <= 29, so b = h + [t >= 14] + [t >= 28] and
- * a = t - 14 ([t >= 14] + [t >= 28]): two byte compares.  a <= 13 and b <= 9 then index
- * 16-entry vpshufb tables of the groups' fields (RYZ_T5_FIELDS_A/B), bit 7 of q negates group
- * A's codes (vpblendvb), and shifts and masks give the five codes as the unsigned operand of
- * vpmaddubsw.  Then as mad_avx2.c: pairs |c0 x0 + c1 x1| <= 512, ten of them (5 planes x 2
- * halves) summed in int16 (|s| <= 5120), widened once per block with vpmaddwd, and sum(x)
- * subtracted at the end.  A block adds at most 10 * 512 to an int32 lane, so int32 holds any K
- * up to MAX_K. */
+ * A byte q = s << 7 | h << 6 | v with v = 7 b + r (internal.h, formats.def): b = v / 7 =
+ * (37 v) >> 8 for v < 64 (two vpmaddubsw, for the even and the odd bytes) and r = v - 7 b.
+ * b <= 9 and r + 8 h then index 16-entry vpshufb tables of the groups' fields
+ * (RYZ_T5_FIELDS_A/B), bit 7 of q negates group A's codes (vpblendvb), and shifts and masks
+ * give the five codes as the unsigned operand of vpmaddubsw.  Then as mad_avx2.c: pairs
+ * |c0 x0 + c1 x1| <= 512, ten of them (5 planes x 2 halves) summed in int16 (|s| <= 5120),
+ * widened once per block with vpmaddwd, and sum(x) subtracted at the end.  A block adds at
+ * most 10 * 512 to an int32 lane,
+ * so int32 holds any K up to MAX_K. */
 #include <immintrin.h>
 
 #include "internal.h"
@@ -19,18 +19,19 @@
 
 /* sum over the 5 planes of one 32-byte half: codes of 32 bytes times their activations. */
 static inline __m256i half_block(__m256i q, const int8_t *x) {
-#define FA(a) RYZ_T5_FIELDS_A(a)
+#define FA(i) RYZ_T5_FIELDS_A((i) % 8 + 7 * ((i) / 8))   /* index r + 8 h (r <= 6) */
 #define FB(b) RYZ_T5_FIELDS_B(b)
     const __m256i table_a = _mm256_setr_epi8(RYZ_REP16(FA, 0), RYZ_REP16(FA, 0));
     const __m256i table_b = _mm256_setr_epi8(RYZ_REP16(FB, 0), RYZ_REP16(FB, 0));
 #undef FA
 #undef FB
-    const __m256i m3 = _mm256_set1_epi8(3), fourteen = _mm256_set1_epi8(14);
-    const __m256i h = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(7));
-    const __m256i t = _mm256_add_epi8(_mm256_add_epi8(h, h), _mm256_and_si256(q, _mm256_set1_epi8(15)));
-    const __m256i g1 = _mm256_cmpgt_epi8(t, _mm256_set1_epi8(13)), g2 = _mm256_cmpgt_epi8(t, _mm256_set1_epi8(27));
-    const __m256i b = _mm256_sub_epi8(_mm256_sub_epi8(h, g1), g2);
-    const __m256i a = _mm256_sub_epi8(_mm256_sub_epi8(t, _mm256_and_si256(g1, fourteen)), _mm256_and_si256(g2, fourteen));
+    const __m256i m3 = _mm256_set1_epi8(3), by37 = _mm256_set1_epi16(37), by37_hi = _mm256_set1_epi16(37 << 8);
+    const __m256i v = _mm256_and_si256(q, _mm256_set1_epi8(63));
+    /* b = v / 7 = (37 v) >> 8 for v < 64, the even bytes' and the odd bytes' products apart */
+    const __m256i b = _mm256_or_si256(_mm256_srli_epi16(_mm256_maddubs_epi16(v, by37), 8),
+                                      _mm256_and_si256(_mm256_maddubs_epi16(v, by37_hi), _mm256_set1_epi16(-256)));
+    const __m256i r = _mm256_sub_epi8(v, _mm256_sub_epi8(_mm256_slli_epi16(b, 3), b));
+    const __m256i a = _mm256_or_si256(r, _mm256_and_si256(_mm256_srli_epi16(q, 3), _mm256_set1_epi8(8)));
     __m256i fa = _mm256_shuffle_epi8(table_a, a);
     fa = _mm256_blendv_epi8(fa, _mm256_sub_epi8(_mm256_set1_epi8(RYZ_T5_NEG_A), fa), q);
     const __m256i fb = _mm256_shuffle_epi8(table_b, b);

@@ -1,22 +1,23 @@
 /* mad_t5_avx512vnni.c - multiply-add GEMM on base-3 codes (5 weights per byte) with vpdpbusd.
  *
  * Format t5_k320x4 (formats.def): byte j of a row's 64-byte vector in a 320-weight block
- * holds the codes c = w + 1 of weights j + 64i, i = 0..4 ("planes"), as q = s << 7 |
- * (14 b + a): group B (c3, c4) is b, group A (c0, c1, c2) is a, negated (c -> 2 - c) when
- * s = 1 (internal.h).
+ * holds the codes c = w + 1 of weights j + 64i, i = 0..4 ("planes"), as q = s << 7 | h << 6 |
+ * (7 b + r): group B (c3, c4) is b, group A (c0, c1, c2) is 7 h + r, negated (c -> 2 - c)
+ * when s = 1 (internal.h).
  *
- * Decode: two 128-entry byte tables on the low 7 bits of q give A = c0 | c1 << 2 | c2 << 4
- * and B = c3 | c4 << 2, and one subtract masked by bit 7 negates A's codes (0x2a - A).  From
- * there it is the 2-bit kernel's trick (mad_avx512vnni.c): each field is masked in place,
- * giving 4^s * c, vpdpbusd multiplies it by the plane's 64 activations, and one accumulator
- * per scale 1, 4, 16 is shifted back once at the end.  Per 64 bytes (320 weights): two
- * lookups, one masked subtract, 5 and, 5 vpdpbusd.  The lookups bound the loop on both
- * vendors (a lookup costs about two vpdpbusd's worth in this loop on Zen 4), which is why
- * the format spends a bit on the sign: the first encoding (llama.cpp TQ1_0's base-3 scaling)
- * needed two 256-entry lookups, four vpermi2b, and decoded 1.14x slower on a warm Zen 4 core
- * (kernels_c/README.md).
+ * Decode: a 128-entry byte table on the low 7 bits of q gives A = c0 | c1 << 2 | c2 << 4, a
+ * 64-entry one on the low 6 bits B = c3 | c4 << 2, and one subtract masked by bit 7 negates
+ * A's codes (0x2a - A).  From there it is the 2-bit kernel's trick (mad_avx512vnni.c): each
+ * field is masked in place, giving 4^s * c, vpdpbusd multiplies it by the plane's 64
+ * activations, and one accumulator per scale 1, 4, 16 is shifted back once at the end.  Per
+ * 64 bytes (320 weights): two lookups, one sign mask, one masked subtract, 5 and, 5 vpdpbusd.
+ * On Zen 4 a zmm vpermi2b, vpmovb2m and vpdpbusd each take a cycle of the same two pipes,
+ * where a vpermb mostly goes elsewhere: so the five vpdpbusd, A's vpermi2b and the sign's
+ * vpmovb2m bound the loop, and B's lookup, once a second vpermi2b, is a vpermb
+ * (kernels_c/README.md, "Group B on six bits").  The first encoding (llama.cpp TQ1_0's base-3
+ * scaling) needed two 256-entry lookups, four vpermi2b.
  *
- * A 128-entry lookup, two ways (the CPU's costs choose):
+ * A's 128-entry lookup, two ways (the CPU's costs choose):
  *   vpermi2b  one vpermi2b over two registers: on AMD Zen 4 it costs what a vpermb does.
  *             AMD's choice.
  *   vpermb    a vpermb of 64 entries, then one merge-masked by bit 6.  On Intel a zmm
@@ -51,7 +52,7 @@ static inline __attribute__((always_inline)) __m512i lookup128(const __m512i t[2
     return _mm512_permutex2var_epi8(t[0], q, t[1]);
 }
 
-/* Bit 0: lookups by vpermb; bit 1: software prefetch of the weights. */
+/* Bit 0: A's lookup by two vpermb; bit 1: software prefetch of the weights. */
 int ryz_variant_mad_t5_avx512vnni(void) {
     const int intel = !ryz_cpu_is_amd();
     return ryz_env_choice("RYZLAB_T5_LOOKUP", "vpermb", "vpermi2b", intel) |
@@ -64,7 +65,7 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     const int by_vpermb = path & 1, pf = path >> 1;
     const int64_t blocks = a->Kp / 320;
     const __m512i ta[2] = {_mm512_load_si512(ryz_t5_fields_a), _mm512_load_si512(ryz_t5_fields_a + 64)};
-    const __m512i tb[2] = {_mm512_load_si512(ryz_t5_fields_b), _mm512_load_si512(ryz_t5_fields_b + 64)};
+    const __m512i tb = _mm512_load_si512(ryz_t5_fields_b);
     const __m512i bit6 = _mm512_set1_epi8(0x40), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c), m2 = _mm512_set1_epi8(0x30);
     for (int64_t t = t0; t < t1; t++) {
@@ -78,9 +79,11 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
                 const int8_t *xb = x + 320 * kb;
                 for (int r = 0; r < ROWS; r++) {
                     if (pf) ryz_prefetch(w + (kb * ROWS + r) * 64);
-                    const __m512i q = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
+                    __m512i q = _mm512_loadu_si512(w + (kb * ROWS + r) * 64);
+                    /* in a register: GCC would load q again for each destructive vpermi2b */
+                    __asm__("" : "+v"(q));
                     const __mmask64 b6 = by_vpermb ? _mm512_test_epi8_mask(q, bit6) : 0;
-                    const __m512i fa = lookup128(ta, q, b6, by_vpermb), vb = lookup128(tb, q, b6, by_vpermb);
+                    const __m512i fa = lookup128(ta, q, b6, by_vpermb), vb = _mm512_permutexvar_epi8(q, tb);
                     const __m512i va = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(q), neg_a, fa);
                     acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
                     acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));

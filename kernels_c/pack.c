@@ -56,11 +56,11 @@ void ryz_pack_i2_lut64x16(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int
 }
 
 /* Five codes c_0..c_4 of the planes (c_0 the most significant base-3 digit) as one byte
- * q = s << 7 | (14 b + a): groups A (c_0..c_2) and B (c_3, c_4), A stored up to sign
- * (internal.h; checked for all 243 groups and all 256 bytes by the kernels' tests).  The
- * readers share these tables of the groups' fields, indexed by the low 7 bits. */
-#define FA(u) RYZ_T5_FIELDS_A((u) % 14)
-#define FB(u) RYZ_T5_FIELDS_B((u) / 14)
+ * q = s << 7 | h << 6 | (7 b + r): groups A = 7 h + r (c_0..c_2, stored up to sign) and B = b
+ * (c_3, c_4) (internal.h; checked for all 243 groups and all 256 bytes by the kernels' tests).
+ * The readers share these tables of the groups' fields, indexed by the low 7 bits. */
+#define FA(u) RYZ_T5_FIELDS_A(RYZ_T5_A(u))
+#define FB(u) RYZ_T5_FIELDS_B(RYZ_T5_B(u))
 const uint8_t ryz_t5_fields_a[128] __attribute__((aligned(64))) = {RYZ_REP64(FA, 0), RYZ_REP64(FA, 64)};
 const uint8_t ryz_t5_fields_b[128] __attribute__((aligned(64))) = {RYZ_REP64(FB, 0), RYZ_REP64(FB, 64)};
 #undef FA
@@ -74,6 +74,7 @@ void ryz_pack_t5_k320x4(const int8_t *w, int64_t M, int64_t K, int64_t Mp, int64
                     unsigned A = 0, B = 0;
                     for (int i = 0; i < 3; i++) A = 3 * A + code(w, M, K, m, kb + 64 * i + j);
                     for (int i = 3; i < 5; i++) B = 3 * B + code(w, M, K, m, kb + 64 * i + j);
-                    *out++ = (uint8_t)(A <= 13 ? 14 * B + A : 128 | (14 * B + 26 - A));
+                    const unsigned s = A > 13, a = s ? 26 - A : A;
+                    *out++ = (uint8_t)(s << 7 | a / 7 << 6 | (7 * B + a % 7));
                 }
 }

@@ -103,8 +103,8 @@ static inline void transpose16(__m512i r[16], __m512i z[16]) {
  * (about three instructions per 64 codes).  t5: the byte's two table lookups and the sign of
  * its group A (as mad_t5_avx512vnni.c) give the fields of its five planes first.  Only groups
  * of k in [k0, k0 + kc rounded up to 64) are written: a t5 block may start before k0.  The t5
- * lookups are VBMI (vpermi2b): only mad_t5_avx512vnni, which requires VBMI, reaches them; the
- * i2 instance, which mad_avx512vnni (no VBMI needed) uses, has none. */
+ * lookups are VBMI (vpermi2b, vpermb): only mad_t5_avx512vnni, which requires VBMI, reaches
+ * them; the i2 instance, which mad_avx512vnni (no VBMI needed) uses, has none. */
 static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a, int64_t m0, int64_t panels,
                                                                int64_t k0, int64_t kc, uint8_t *out, const int t5) {
     const int64_t kblock = t5 ? 320 : 256, blocks = a->Kp / kblock, tiles = a->Mp / 4;
@@ -112,7 +112,7 @@ static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a
     const int64_t g0 = k0 / 4, g1 = (k0 + kc + 63) / 64 * 16;   /* groups of 4 k written */
     const __m512i three = _mm512_set1_epi8(3), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
     const __m512i ta0 = _mm512_load_si512(ryz_t5_fields_a), ta1 = _mm512_load_si512(ryz_t5_fields_a + 64);
-    const __m512i tb0 = _mm512_load_si512(ryz_t5_fields_b), tb1 = _mm512_load_si512(ryz_t5_fields_b + 64);
+    const __m512i tb = _mm512_load_si512(ryz_t5_fields_b);
     for (int64_t p = 0; p < panels; p++)
         for (int h = 0; h < MR / 16; h++) {
             const int64_t t0 = (m0 + p * MR + 16 * h) / 4;   /* 4 tiles of 4 rows */
@@ -139,7 +139,7 @@ static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a
                         const __m512i fa = _mm512_permutex2var_epi8(ta0, z[g], ta1);
                         f[0] = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(z[g]), neg_a, fa);
                         f[1] = _mm512_srli_epi32(f[0], 2), f[2] = _mm512_srli_epi32(f[0], 4);
-                        f[3] = _mm512_permutex2var_epi8(tb0, z[g], tb1), f[4] = _mm512_srli_epi32(f[3], 2);
+                        f[3] = _mm512_permutexvar_epi8(z[g], tb), f[4] = _mm512_srli_epi32(f[3], 2);
                     } else {
                         for (int s = 0; s < 4; s++) f[s] = _mm512_srli_epi32(z[g], 2 * s);
                     }

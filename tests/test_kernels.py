@@ -71,11 +71,12 @@ def test_every_base3_code(kernel):
 
 def t5_codes(q: np.ndarray) -> list[np.ndarray]:
     """The five codes c = w + 1 of t5_k320x4 bytes, planes 0..4 (formats.def): q = s << 7 |
-    (14 b + a), group A (planes 0-2) negated when s = 1.  Low bits 126 and 127 are never
-    packed and read as b = 9."""
+    h << 6 | (7 b + r), group A = 7 h + r (planes 0-2) negated when s = 1.  The low 6 bits 63
+    are never packed and read as b = 9, r = 0."""
     q = q.astype(np.int64)
-    u = q & 127
-    a, b = np.where(q & 128, 26 - u % 14, u % 14), u // 14
+    v, h = q & 63, q >> 6 & 1
+    a, b = v % 7 + 7 * h, v // 7
+    a = np.where(q & 128, 26 - a, a)
     return [a // 9, a // 3 % 3, a % 3, b // 3, b % 3]
 
 

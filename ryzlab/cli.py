@@ -65,9 +65,9 @@ Ctrl-C stops a run (exit code 130) and prints the command that finishes it:
 
 def _add_head(p: argparse.ArgumentParser) -> None:
     # the choices are ryzlab.model.heads.HEADS, restated so that --help needs no model import
-    p.add_argument("--head", choices=("int8", "int4", "f32"), default="int8",
-                   help="LM head: int8 rows (default), int4 with fp16 scales per 32 weights, or the exact "
-                   "float32 head (as transformers)")
+    p.add_argument("--head", choices=("int8", "int4", "int4-g64", "f32"), default="int8",
+                   help="LM head: int8 rows (default), int4 with fp16 scales per 32 weights (int4-g64: per "
+                   "64, fewer bytes, less accurate), or the exact float32 head (as transformers)")
 
 
 def _lazy(module: str):

@@ -278,6 +278,14 @@ def test_int4_head_in_the_model():
     np.testing.assert_array_equal(make_head("int4", Int8Only()).packed.data, m.head.packed.data)
     with pytest.raises(TypeError):
         Int4LMHead(np.zeros(3))
+    # "int4-g64": the same head with groups of 64, fewer bytes
+    g64 = Model.generate("tiny", seed=3, head="int4-g64")
+    assert g64.head.kind == "int4-g64" and g64.head.group == 64 and "int4-g64" in HEADS
+    assert g64.head.nbytes < m.head.nbytes
+    q64, s64 = quantize_groups(w, 64)
+    np.testing.assert_array_equal(g64.head.embedding_row(7), q64[7] * np.repeat(s64[7].astype(np.float32), 64)[:cfg.hidden])
+    with pytest.raises(ValueError, match="head must be one of"):
+        make_head("int4-g16", Int8Only())
 
 
 def test_embedding_like_head_source():
@@ -303,8 +311,8 @@ def test_embedding_like_head_source():
 def test_head_agreement_table(feed):
     from ryzlab.measure.head_accuracy import format_table, head_agreement
 
-    rows = head_agreement("tiny", steps=12, heads=("int8", "int4-g64", "int4", "f32"), feed=feed, threads=2)
-    assert [r["head"] for r in rows] == ["int8", "int4-g64", "int4", "f32"]
+    rows = head_agreement("tiny", steps=12, heads=("int8", "int4-g64", "int4-g32", "f32"), feed=feed, threads=2)
+    assert [r["head"] for r in rows] == ["int8", "int4-g64", "int4-g32", "f32"]
     for r in rows:
         assert 0.0 <= r["top1_agreement"] <= 1.0 and r["steps"] == 12
         assert 0.0 <= r["kl_median"] <= r["kl_max"] and r["kl_mean"] >= 0.0 and np.isfinite(r["kl_max"])

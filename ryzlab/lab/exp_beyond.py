@@ -10,12 +10,13 @@ Tables:
   = the median over rounds of the 2-bit kernel's time ÷ this kernel's.
 * ``beyond_decode``: full decode of the model per (kernel, head) (:func:`measure.decode.
   measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
-  (2-bit, int8 head: today's default) and the smallest one alternate token by token, so their
-  speed ratio ``vs_default`` (the default's step time ÷ the smallest's, > 1 when the smallest is
-  faster) is a median of per-round ratios (:data:`ALTERNATION_ROUNDS_PER_TOKEN` rounds per timed
-  token); a read-probe sample joins each round, and
-  ``vs_default_read_gbps`` is their median: the ratio depends on the host's bandwidth at the
-  time (the 1.6-bit kernel is bound by its decoding where a core gets more than ~20 GB/s).
+  (2-bit, int8 head: today's default) and each of the small ones the notebook names (the
+  1.6-bit kernel with each int4 head) alternate token by token, so their speed ratio
+  ``vs_default`` (the default's step time ÷ the configuration's, > 1 when it is faster) is a
+  median of per-round ratios (:data:`ALTERNATION_ROUNDS_PER_TOKEN` rounds per timed token); a
+  read-probe sample joins each round, and ``vs_default_read_gbps`` is their median: the ratio
+  depends on the host's bandwidth at the time (the 1.6-bit kernel is bound by its decoding
+  where a core gets more than ~24 GB/s).
 * ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
   head_agreement`): top-1 agreement and KL divergence over decode steps.
 """
@@ -86,10 +87,11 @@ def ternary_gemv(model: str, kernel_names: Sequence[str], threads: int, samples:
 ALTERNATION_ROUNDS_PER_TOKEN = 4
 
 
-def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int, tokens: int,
-                   seed: int) -> pd.DataFrame:
-    """The ``beyond_decode`` table for (kernel, head) pairs; see the module doc.  The first and
-    last pair are also alternated token by token for ``vs_default``."""
+def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int, tokens: int, seed: int,
+                   alternated: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The ``beyond_decode`` table for (kernel, head) pairs; see the module doc.  Each pair of
+    ``alternated`` (default: the last pair) is also alternated token by token with the first
+    for ``vs_default``."""
     rows = []
     for kernel, head in configs:
         r = measure_decode(model, threads=threads, tokens=tokens, kernel=kernel, seed=seed, head=head)
@@ -102,9 +104,10 @@ def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int,
     frame["vs_default"] = np.nan
     frame["vs_default_read_gbps"] = np.nan
     if len(configs) > 1:
-        ratio, gbps = alternate(model, configs[0], configs[-1], threads, ALTERNATION_ROUNDS_PER_TOKEN * tokens, seed)
-        frame.loc[len(frame) - 1, ["vs_default", "vs_default_read_gbps"]] = ratio, gbps
-        frame.loc[0, ["vs_default", "vs_default_read_gbps"]] = 1.0, gbps
+        frame.loc[0, "vs_default"] = 1.0
+        for c in alternated or configs[-1:]:
+            ratio, gbps = alternate(model, configs[0], c, threads, ALTERNATION_ROUNDS_PER_TOKEN * tokens, seed)
+            frame.loc[list(configs).index(tuple(c)), ["vs_default", "vs_default_read_gbps"]] = ratio, gbps
     return frame
 
 

@@ -142,7 +142,7 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     total_ms = sum(mean_ms.values())
     return {
         "model": cfg.name, "kernel": model.kernel, "head": model.head.kind,
-        "head_isa": {"int8": head_isa, "int4": isa_int4}.get(model.head.kind, lambda: "numpy")(),
+        "head_isa": {"int8": head_isa, "int4": isa_int4, "int4-g64": isa_int4}.get(model.head.kind, lambda: "numpy")(),
         "threads": int(threads),
         "context": int(context), "tokens": int(tokens), "warmup": int(warmup), "seed": model.seed,
         "max_context": model.max_context,

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core import validate
 from ..model import Model, get_config
-from ..model.heads import INT4_GROUP, make_head
+from ..model.heads import HEADS, INT4_GROUP, make_head
 from ..model.weights import HEAD_ROWS, RandomWeights
 
 
@@ -42,13 +42,13 @@ from ..model.weights import HEAD_ROWS, RandomWeights
 FEEDS = ("greedy", "sample", "random")
 
 
-def _parse_head(name: str) -> tuple[str, int]:
-    """``"int8"``, ``"f32"``, ``"int4"`` (group :data:`INT4_GROUP`) or ``"int4-g32"`` / ``"int4-g64"``."""
-    if name.startswith("int4-g") and name[6:].isdigit():
-        return "int4", int(name[6:])
-    if name in ("int8", "int4", "f32"):
-        return name, INT4_GROUP
-    raise ValueError(f"unknown head {name!r}: expected int8, int4, int4-g32, int4-g64 or f32")
+def _parse_head(name: str) -> str:
+    """A head kind of :data:`HEADS`, or ``"int4-g32"`` (another name of ``"int4"``)."""
+    if name == f"int4-g{INT4_GROUP}":
+        return "int4"
+    if name in HEADS:
+        return name
+    raise ValueError(f"unknown head {name!r}: expected one of {', '.join(HEADS)} or int4-g{INT4_GROUP}")
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -76,11 +76,11 @@ def head_agreement(config="tiny", steps: int = 200, heads=("int8", "int4"), *, s
     threads = validate.threads(threads)
     if head_rows not in HEAD_ROWS:
         raise ValueError(f"head_rows must be one of {', '.join(HEAD_ROWS)}, got {head_rows!r}")
-    parsed = [(name, *_parse_head(name)) for name in heads]
+    parsed = [(name, _parse_head(name)) for name in heads]
     cfg = get_config(config) if isinstance(config, str) else config
     source = RandomWeights(cfg, seed, head_rows)
     model = Model.build(source, kernel, max_context=steps, head="f32")
-    others = [(name, make_head(kind, source, group)) for name, kind, group in parsed]
+    others = [(name, make_head(kind, source)) for name, kind in parsed]
 
     rng = np.random.default_rng([seed, 11])
     tok = int(rng.integers(cfg.vocab))

@@ -12,8 +12,9 @@ notebook 07.  Every head computes ``logits = W . RMSNorm(h)`` for one token:
   :func:`ryzlab.core.head.quantize_groups`), the same int8 activations, an exact integer dot
   product per group and the group scales applied in float32 (``ryz_head4_gemv``): 4 + 16/32 =
   4.5 bits per weight, 185 MB instead of 329 MB for 2B-4T.
+* ``"int4-g64"``: the same with groups of 64: 4.25 bits per weight, 174 MB, the smallest head.
 
-Why groups of 32 and fp16 scales: on the embedding-like head (``RandomWeights(...,
+Why ``"int4"`` has groups of 32 and fp16 scales: on the embedding-like head (``RandomWeights(...,
 head_rows="embedding")``, measured with :func:`ryzlab.measure.head_accuracy.head_agreement`;
 numbers in kernels_c/README.md) groups of 64 save 6 % of the head's bytes (4.25 bits) but
 raise the logit error from 10 % to 12 % RMS and the KL divergence to the float head by 1.3-3.5x.
@@ -31,9 +32,12 @@ from ..core.head import Int4Head, Int8Head, quantize_groups
 from .ops import MIN_ABSMAX, rmsnorm
 
 #: Head kinds of :func:`make_head`.
-HEADS = ("int8", "int4", "f32")
+HEADS = ("int8", "int4", "int4-g64", "f32")
 #: Weights per fp16 scale of the int4 head (see the module docstring).
 INT4_GROUP = 32
+#: The int4 head kinds and their groups: ``"int4-g64"`` trades accuracy for 5.6 % fewer head
+#: bytes (4.25 bits per weight), the smallest head there is.
+INT4_KINDS = {"int4": INT4_GROUP, "int4-g64": 64}
 
 
 class Int8LMHead:
@@ -80,13 +84,12 @@ class Int4LMHead:
     """int4 weights, fp16 scales per group along the hidden dimension, on the int4 GEMV; the
     final RMSNorm and the int8 quantisation of the activations fused in C as for int8."""
 
-    kind = "int4"
-
     def __init__(self, packed: Int4Head):
         if not isinstance(packed, Int4Head):
             raise TypeError(f"expected an Int4Head, got {type(packed).__name__}")
         self.packed = packed
         self.vocab, self.hidden, self.group = packed.M, packed.K, packed.group
+        self.kind = next(k for k, g in INT4_KINDS.items() if g == self.group)
         self._xq = np.zeros(self.hidden, np.int8)
         self._y = np.empty(self.vocab, np.float32)
         self._gemv = self.packed.prepare(self._xq, self._y)
@@ -158,9 +161,8 @@ class F32LMHead:
         return self.w @ rmsnorm(h, norm, eps)
 
 
-def make_head(kind: str, source, group: int = INT4_GROUP) -> Int8LMHead | Int4LMHead | F32LMHead:
-    """The head ``kind`` (one of :data:`HEADS`) of a weight source (see ``RandomWeights``);
-    ``group``: weights per scale of the int4 head (32 or 64)."""
+def make_head(kind: str, source) -> Int8LMHead | Int4LMHead | F32LMHead:
+    """The head ``kind`` (one of :data:`HEADS`) of a weight source (see ``RandomWeights``)."""
     if kind == "int8":
         chunks = getattr(source, "head_int8_chunks", None)
         if chunks is not None:  # a checkpoint's head, quantised and packed block by block
@@ -168,10 +170,8 @@ def make_head(kind: str, source, group: int = INT4_GROUP) -> Int8LMHead | Int4LM
             return Int8LMHead(None, None, packed=Int8Head.from_row_chunks(cfg.vocab, cfg.hidden, chunks()))
         q, scales = source.head_int8()
         return Int8LMHead(q, scales)
-    if kind == "int4":
-        return Int4LMHead.from_source(source, group)
+    if kind in INT4_KINDS:
+        return Int4LMHead.from_source(source, INT4_KINDS[kind])
     if kind == "f32":
         return F32LMHead(source.head_f32())
     raise ValueError(f"head must be one of {', '.join(HEADS)}, got {kind!r}")
-
-

@@ -37,7 +37,7 @@ TABLES = {
     "03_multithreading": ["mt_decode", "mt_gemm", "mt_amdahl"],
     "06_prefill": ["prefill_gemm", "prefill_crossover", "prefill_model"],
     "07_model_check": ["model_check_logits", "model_check_heads"],
-    "08_beyond_2bit": ["beyond_gemv", "beyond_decode", "beyond_accuracy"],
+    "08_beyond_2bit": ["beyond_gemv", "beyond_decode", "beyond_alternation", "beyond_accuracy"],
 }
 FIX_STEPS = {"P1 SIMD activation", "P2 T-MAC encoding"}
 RUN_ID = "test-quick"

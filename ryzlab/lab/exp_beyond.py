@@ -6,8 +6,9 @@ Tables:
   as often as a token multiplies it), per kernel, cold weights; samples of every kernel and of the
   read probe alternate round by round.  ``ternary_ms`` is the median over rounds of the token's
   summed GEMV time, ``gbps_own`` = the kernel's own packed bytes / that time, ``pct_of_read_bw``
-  = the median over rounds of that rate ÷ the probe's in the same round, and ``speedup_vs_2bit``
-  = the median over rounds of the 2-bit kernel's time ÷ this kernel's.
+  = the median over rounds of that rate ÷ the probe's in the same round, ``speedup_vs_2bit``
+  = the median over rounds of the 2-bit kernel's time ÷ this kernel's, and ``gbps_warm`` the
+  kernel's own bytes per second from cache-resident weights: its decoding ceiling.
 * ``beyond_decode``: full decode of the model per (kernel, head) (:func:`measure.decode.
   measure_decode`): tok/s, bytes per token and % of its own roofline; the first configuration
   (2-bit, int8 head: today's default) and each of the small ones the notebook names (the
@@ -16,7 +17,9 @@ Tables:
   median of per-round ratios (:data:`ALTERNATION_ROUNDS_PER_TOKEN` rounds per timed token); a
   read-probe sample joins each round, and ``vs_default_read_gbps`` is their median: the ratio
   depends on the host's bandwidth at the time (the 1.6-bit kernel is bound by its decoding
-  where a core gets more than ~24 GB/s).
+  where a core gets more than ~24 GB/s), so ``vs_default_dram_bound`` and ``vs_default_burst``
+  split the rounds at the kernel's decoding ceiling (:func:`decode_configs`).
+* ``beyond_alternation``: those rounds one by one (``ratio``, ``read_gbps``).
 * ``beyond_accuracy``: each head against the float32 head (:func:`measure.head_accuracy.
   head_agreement`): top-1 agreement and KL divergence over decode steps.
 """
@@ -37,11 +40,13 @@ from ..model import Model, get_config
 
 
 class _LayerToken:
-    """One decode token's ternary GEMVs of a kernel as one bench: each shape's cold GEMV bench
-    sampled, weighted by how often a token multiplies that shape."""
+    """One decode token's ternary GEMVs of a kernel as one bench: each shape's GEMV bench (cold
+    weights, or one cache-resident copy) sampled, weighted by how often a token multiplies that
+    shape."""
 
-    def __init__(self, kernel: str, shapes: dict[tuple[int, int], int], threads: int, min_sample_s: float, seed: int):
-        self.benches = {s: harness.GemmBench(kernel, s[0], s[1], 1, threads, cold=True, seed=seed,
+    def __init__(self, kernel: str, shapes: dict[tuple[int, int], int], threads: int, min_sample_s: float, seed: int,
+                 cold: bool = True):
+        self.benches = {s: harness.GemmBench(kernel, s[0], s[1], 1, threads, cold=cold, seed=seed,
                                              min_sample_s=min_sample_s) for s in shapes}
         self.counts = shapes
         self.bytes = sum(b.weight_bytes * shapes[s] for s, b in self.benches.items())
@@ -66,6 +71,8 @@ def ternary_gemv(model: str, kernel_names: Sequence[str], threads: int, samples:
     benches = {k: _LayerToken(k, shapes, threads, min_sample_s, seed) for k in kernel_names}
     probe = harness.ReadBench(threads, min_sample_s=min_sample_s)
     per = harness.interleave({**benches, "read": probe}, samples)
+    warm = harness.interleave({k: _LayerToken(k, shapes, threads, min_sample_s, seed, cold=False)
+                               for k in kernel_names}, samples)
     ref = kernel_names[0]
     rows = []
     for k, b in benches.items():
@@ -73,6 +80,7 @@ def ternary_gemv(model: str, kernel_names: Sequence[str], threads: int, samples:
         rows.append({"model": model, "kernel": k, "bits_per_weight": info(k).bits_per_weight, "threads": threads,
                      "bytes_per_token": b.bytes, "ternary_ms": 1e3 * float(np.median(t)),
                      "gbps_own": b.bytes / float(np.median(t)) / 1e9,
+                     "gbps_warm": b.bytes / float(np.median(warm[k])) / 1e9,
                      "read_gbps": probe.summary(per["read"])["gbps"], "read_method": probe.method,
                      "pct_of_read_bw": 100.0 * float(np.median([(b.bytes / a) / (probe.nbytes / p)
                                                                  for a, p in zip(t, per["read"])])),
@@ -88,10 +96,14 @@ ALTERNATION_ROUNDS_PER_TOKEN = 4
 
 
 def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int, tokens: int, seed: int,
-                   alternated: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """The ``beyond_decode`` table for (kernel, head) pairs; see the module doc.  Each pair of
-    ``alternated`` (default: the last pair) is also alternated token by token with the first
-    for ``vs_default``."""
+                   alternated: Sequence[tuple[str, str]] | None = None,
+                   ceiling_gbps: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``beyond_decode`` and ``beyond_alternation`` tables for (kernel, head) pairs; see the
+    module doc.  Each pair of ``alternated`` (default: the last pair) is also alternated token
+    by token with the first for ``vs_default``; with ``ceiling_gbps`` (GB/s: what the small
+    configurations' kernel decodes from cache-resident weights), ``vs_default_dram_bound`` is
+    the median ratio over the ``dram_bound_rounds`` rounds whose probe read at most that, and
+    ``vs_default_burst`` over the others."""
     rows = []
     for kernel, head in configs:
         r = measure_decode(model, threads=threads, tokens=tokens, kernel=kernel, seed=seed, head=head)
@@ -101,21 +113,30 @@ def decode_configs(model: str, configs: Sequence[tuple[str, str]], threads: int,
                                                                "roofline_tok_s", "pct_of_roofline",
                                                                "pct_ternary_of_read_bw")}})
     frame = pd.DataFrame(rows)
-    frame["vs_default"] = np.nan
-    frame["vs_default_read_gbps"] = np.nan
+    for c in ("vs_default", "vs_default_read_gbps", "vs_default_dram_bound", "dram_bound_rounds", "vs_default_burst"):
+        frame[c] = np.nan
+    rounds = []
     if len(configs) > 1:
         frame.loc[0, "vs_default"] = 1.0
         for c in alternated or configs[-1:]:
-            ratio, gbps = alternate(model, configs[0], c, threads, ALTERNATION_ROUNDS_PER_TOKEN * tokens, seed)
-            frame.loc[list(configs).index(tuple(c)), ["vs_default", "vs_default_read_gbps"]] = ratio, gbps
-    return frame
+            alt = alternate(model, configs[0], c, threads, ALTERNATION_ROUNDS_PER_TOKEN * tokens, seed)
+            alt.insert(0, "head", c[1])
+            alt.insert(0, "kernel", c[0])
+            rounds.append(alt)
+            i = list(configs).index(tuple(c))
+            frame.loc[i, ["vs_default", "vs_default_read_gbps"]] = alt["ratio"].median(), alt["read_gbps"].median()
+            if ceiling_gbps is not None:
+                low = alt["read_gbps"] <= ceiling_gbps
+                frame.loc[i, ["vs_default_dram_bound", "dram_bound_rounds", "vs_default_burst"]] = (
+                    alt["ratio"][low].median(), int(low.sum()), alt["ratio"][~low].median())
+    return frame, (pd.concat(rounds, ignore_index=True) if rounds else pd.DataFrame())
 
 
 def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, tokens: int,
-              seed: int) -> tuple[float, float]:
-    """Median over rounds of (a's step time / b's step time), the two models decoding one token
-    per round in rotating order (both in memory at once) with a read-probe sample (a buffer of
-    a's token bytes), and the probe's median rate in GB/s."""
+              seed: int) -> pd.DataFrame:
+    """The two models decoding one token per round in rotating order (both in memory at once)
+    with a read-probe sample (a buffer of a's token bytes): per round, each step's seconds, the
+    probe's GB/s and ``ratio`` = a's step time / b's."""
     ma = Model.generate(model, seed=seed, kernel=a[0], head=a[1], max_context=tokens + 4)
     mb = Model.generate(model, seed=seed, kernel=b[0], head=b[1], max_context=tokens + 4)
 
@@ -134,7 +155,9 @@ def alternate(model: str, a: tuple[str, str], b: tuple[str, str], threads: int, 
     sa.sample(), sb.sample()  # warm-up
     probe = harness.ReadBench.for_working_set(threads, sum(ma.bytes_per_token().values()))
     per = harness.interleave({"a": sa, "b": sb, "read": probe}, tokens)
-    return harness.median_ratio(per["a"], per["b"]), probe.nbytes / float(np.median(per["read"])) / 1e9
+    a_s, b_s = np.array(per["a"]), np.array(per["b"])
+    return pd.DataFrame({"round": np.arange(tokens), "default_s": a_s, "config_s": b_s, "ratio": a_s / b_s,
+                         "read_gbps": probe.nbytes / np.array(per["read"]) / 1e9})
 
 
 def accuracy(model: str, heads: Sequence[str], steps: int, seed: int) -> pd.DataFrame:

@@ -365,6 +365,33 @@ def pareto(decode: pd.DataFrame, accuracy: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def alternation(rounds: pd.DataFrame, decode: pd.DataFrame, ceiling_gbps: float, title: str) -> Figure:
+    """Per alternation round: the read probe's GB/s (x) against the default's step time ÷ the
+    configuration's (y), one series per configuration; dashed: its bytes' ratio (what a purely
+    bandwidth-bound pair would give), dotted: the kernel's decoding ceiling."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    default = decode.iloc[0]
+    for i, ((kernel, head), g) in enumerate(rounds.groupby(["kernel", "head"], sort=False)):
+        row = decode[(decode["kernel"] == kernel) & (decode["head"] == head)].iloc[0]
+        color = f"C{i}"
+        ax.scatter(g["read_gbps"], g["ratio"], s=14, marker=_MARKERS[i % len(_MARKERS)], color=color,
+                   label=f"{kernel} + {head} head (median {g['ratio'].median():.2f}×)")
+        ax.axhline(default["bytes_total"] / row["bytes_total"], color=color, lw=0.8, ls="--")
+    # a preempted or page-faulting step makes a lone round 0.4x or 3x: keep the axes on the rest
+    lo, hi = np.percentile(rounds["ratio"], [2, 98])
+    lo, hi = min(lo, 1.0) - 0.1, max(hi, default["bytes_total"] / decode["bytes_total"].min()) + 0.1
+    ax.set_ylim(lo, hi)
+    outside = int(((rounds["ratio"] < lo) | (rounds["ratio"] > hi)).sum())
+    ax.axvline(ceiling_gbps, color="grey", lw=0.8, ls=":")
+    ax.annotate("1.6-bit decoding ceiling", (ceiling_gbps, lo), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                color="grey")
+    ax.set_xlabel("read probe in the same round (GB/s)")
+    ax.set_ylabel("default step time ÷ configuration's")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title + (f"\n({outside} of {len(rounds)} rounds outside the axes)" if outside else ""), fontsize=10)
+    return fig
+
+
 def logit_error(logits: pd.DataFrame, fixtures: list[str], kernels: list[str], bound_pct: float = 1.0) -> Figure:
     """Per fixture (Hugging Face packed file): logit error against transformers (% of max|logit|,
     log y) at every prompt position, one line per (head, kernel); dotted: the test bound."""

@@ -105,10 +105,11 @@ static inline ryz_counter *ryz_counters_new(int threads) {
 
 static inline void ryz_claim_start(ryz_counter *c, int t, int T, int64_t n) { c[t].next = n * t / T; }
 
-/* Packed bytes a thread claims at a time (about 2 us of DRAM time at 30 GB/s); 8-256 KiB
- * measured within 2 % of each other on the EPYC VM (decode chains). */
+/* Packed bytes a thread claims at a time (about 8 us of DRAM time at 30 GB/s): on the EPYC VM
+ * 256 KiB ran the decode chains 1.01x (2-bit) and 1.01-1.03x (1.6-bit) as fast as 64 KiB, and
+ * 16 KiB 0.90x (kernels_c/README.md, "Threading"). */
 #ifndef RYZ_CHUNK_BYTES
-#define RYZ_CHUNK_BYTES 65536
+#define RYZ_CHUNK_BYTES 262144
 #endif
 
 /* Items (row tiles) of item_bytes each per claimed chunk: at least one. */

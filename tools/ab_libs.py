@@ -8,7 +8,7 @@ Generates the model once (random weights, the package's own library), then times
 a token through each library in turn, the order reversed every other round: ``--part
 layers``, ``ryz_decode_steps`` over all the layers (ternary GEMVs with their norms and
 epilogues, and attention at position ``--pos``), or ``--part head``, the LM head's GEMV
-(``--head int8`` or ``int4``).  ``--cold`` reads twice the last-level cache between calls: on
+(``--head int8``, ``int4`` or ``int4-g64``).  ``--cold`` reads twice the last-level cache between calls: on
 a host whose L3 holds much of the part (the 2B-4T int4 head is 185 MB; an Emerald Rapids VM
 reports a 300 MiB L3) back-to-back calls time a half-warm cache, not DRAM.  Prints each library's median seconds, the median over rounds of
 (first library's time / this one's), and the part's bytes per second.  Same-process alternation
@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pos", type=int, default=10, help="KV position the attention runs at")
     ap.add_argument("--part", choices=["layers", "head"], default="layers")
-    ap.add_argument("--head", choices=["int8", "int4"], default="int8")
+    ap.add_argument("--head", choices=["int8", "int4", "int4-g64"], default="int8")
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--cold", action="store_true", help="evict the caches before every timed call")
     args = ap.parse_args()

@@ -8,8 +8,7 @@
  * give the five codes as the unsigned operand of vpmaddubsw.  Then as mad_avx2.c: pairs
  * |c0 x0 + c1 x1| <= 512, ten of them (5 planes x 2 halves) summed in int16 (|s| <= 5120),
  * widened once per block with vpmaddwd, and sum(x) subtracted at the end.  A block adds at
- * most 10 * 512 to an int32 lane,
- * so int32 holds any K up to MAX_K. */
+ * most 10 * 512 to an int32 lane, so int32 holds any K up to MAX_K. */
 #include <immintrin.h>
 
 #include "internal.h"

@@ -66,7 +66,7 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
     const int64_t blocks = a->Kp / 320;
     const __m512i ta[2] = {_mm512_load_si512(ryz_t5_fields_a), _mm512_load_si512(ryz_t5_fields_a + 64)};
     const __m512i tb = _mm512_load_si512(ryz_t5_fields_b);
-    const __m512i bit6 = _mm512_set1_epi8(0x40), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
+    const __m512i bit6 = _mm512_set1_epi8(0x40);
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0c), m2 = _mm512_set1_epi8(0x30);
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *w = a->w + t * blocks * ROWS * 64;
@@ -84,7 +84,7 @@ static inline __attribute__((always_inline)) void run(const ryz_args *a, int64_t
                     __asm__("" : "+v"(q));
                     const __mmask64 b6 = by_vpermb ? _mm512_test_epi8_mask(q, bit6) : 0;
                     const __m512i fa = lookup128(ta, q, b6, by_vpermb), vb = _mm512_permutexvar_epi8(q, tb);
-                    const __m512i va = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(q), neg_a, fa);
+                    const __m512i va = ryz_t5_signed_a(fa, q);
                     acc[r][0] = ryz_dpbusd(acc[r][0], _mm512_and_si512(va, m0), _mm512_load_si512(xb));
                     acc[r][1] = ryz_dpbusd(acc[r][1], _mm512_and_si512(va, m1), _mm512_load_si512(xb + 64));
                     acc[r][2] = ryz_dpbusd(acc[r][2], _mm512_and_si512(va, m2), _mm512_load_si512(xb + 128));

@@ -25,4 +25,10 @@ static inline __m512i ryz_dpbusd(__m512i acc, __m512i u8, __m512i s8) {
     return acc;
 }
 
+/* Group A's fields of 64 t5_k320x4 bytes q (internal.h) from their lookup fa: negated (every
+ * code c -> 2 - c) where bit 7 of q is set.  Needs RYZ_T5_NEG_A (internal.h). */
+static inline __m512i ryz_t5_signed_a(__m512i fa, __m512i q) {
+    return _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(q), _mm512_set1_epi8(RYZ_T5_NEG_A), fa);
+}
+
 #endif

@@ -110,7 +110,7 @@ static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a
     const int64_t kblock = t5 ? 320 : 256, blocks = a->Kp / kblock, tiles = a->Mp / 4;
     const int64_t kb0 = k0 / kblock, kb1 = (k0 + kc + kblock - 1) / kblock;
     const int64_t g0 = k0 / 4, g1 = (k0 + kc + 63) / 64 * 16;   /* groups of 4 k written */
-    const __m512i three = _mm512_set1_epi8(3), neg_a = _mm512_set1_epi8(RYZ_T5_NEG_A);
+    const __m512i three = _mm512_set1_epi8(3);
     const __m512i ta0 = _mm512_load_si512(ryz_t5_fields_a), ta1 = _mm512_load_si512(ryz_t5_fields_a + 64);
     const __m512i tb = _mm512_load_si512(ryz_t5_fields_b);
     for (int64_t p = 0; p < panels; p++)
@@ -137,7 +137,7 @@ static inline __attribute__((always_inline)) void decode_tiles(const ryz_args *a
                     __m512i f[5];
                     if (t5) {
                         const __m512i fa = _mm512_permutex2var_epi8(ta0, z[g], ta1);
-                        f[0] = _mm512_mask_sub_epi8(fa, _mm512_movepi8_mask(z[g]), neg_a, fa);
+                        f[0] = ryz_t5_signed_a(fa, z[g]);
                         f[1] = _mm512_srli_epi32(f[0], 2), f[2] = _mm512_srli_epi32(f[0], 4);
                         f[3] = _mm512_permutexvar_epi8(z[g], tb), f[4] = _mm512_srli_epi32(f[3], 2);
                     } else {

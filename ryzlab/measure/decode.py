@@ -43,6 +43,7 @@ from ..core.head import isa as head_isa
 from ..core.head import isa_int4
 from ..core.topology import physical_cores
 from ..model import CONFIGS, TIMING_CATEGORIES, Model, get_config, load
+from ..model.heads import INT4_KINDS
 from . import stats
 from .harness import ReadBench
 
@@ -142,7 +143,8 @@ def measure_decode(model_name: str | Model, threads: int | None = None, tokens: 
     total_ms = sum(mean_ms.values())
     return {
         "model": cfg.name, "kernel": model.kernel, "head": model.head.kind,
-        "head_isa": {"int8": head_isa, "int4": isa_int4, "int4-g64": isa_int4}.get(model.head.kind, lambda: "numpy")(),
+        "head_isa": (head_isa if model.head.kind == "int8" else isa_int4 if model.head.kind in INT4_KINDS
+                     else lambda: "numpy")(),
         "threads": int(threads),
         "context": int(context), "tokens": int(tokens), "warmup": int(warmup), "seed": model.seed,
         "max_context": model.max_context,
